@@ -1,0 +1,241 @@
+"""Vision/text encoder: a thin wrapper over any Hugging Face CLIP or SigLIP checkpoint.
+
+Per frame it returns what SALOVA needs downstream:
+  - ``patches``: penultimate-layer patch tokens, 2x2 pooled (CLIP-L/14-336: 24x24 -> 12x12 = 144 tokens;
+    odd grids such as SigLIP's 27x27 are resized bilinearly to ceil(g/2) = 14x14 = 196 tokens),
+  - ``cls``: the penultimate-layer CLS token (SigLIP has none: mean of the patch tokens),
+  - ``joint``: the L2-normalised image embedding in the joint image-text space (zero-shot retrieval).
+Per text: penultimate-layer token features (the SR-Router's keys/values) and the joint-space embedding.
+
+Notation: b frames or texts, g patch grid side, p pooled tokens per frame, t text tokens,
+d vision width, e text width, j joint-space width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salova.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_TYPES = ("clip", "siglip")
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Encoder output for a batch of frames."""
+
+    patches: torch.Tensor  # [b, p, d] pooled penultimate-layer patch tokens
+    cls: torch.Tensor  # [b, d] penultimate-layer CLS (SigLIP: mean patch)
+    joint: torch.Tensor  # [b, j] L2-normalised joint-space image embedding
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """Encoder output for a batch of texts."""
+
+    tokens: torch.Tensor  # [b, t, e] penultimate-layer token features
+    mask: torch.Tensor  # [b, t] bool, True for real tokens
+    joint: torch.Tensor  # [b, j] L2-normalised joint-space text embedding
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Image preprocessing read from the checkpoint's ``preprocessor_config.json``."""
+
+    size: int  # square input side in pixels
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop: bool  # CLIP: resize shortest side then centre-crop; SigLIP: plain resize to size x size
+
+    @classmethod
+    def from_dir(cls, path: Path | None, model_type: str, image_size: int) -> Preprocess:
+        if model_type == "clip":
+            defaults = cls(image_size, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), True)
+        else:
+            defaults = cls(image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), False)
+        cfg_file = path / "preprocessor_config.json" if path is not None else None
+        if cfg_file is None or not cfg_file.is_file():
+            return defaults
+        cfg = json.loads(cfg_file.read_text())
+        return cls(
+            size=image_size,  # the model's own input size wins over the processor's
+            mean=tuple(cfg.get("image_mean", defaults.mean)),
+            std=tuple(cfg.get("image_std", defaults.std)),
+            crop=bool(cfg.get("do_center_crop", defaults.crop)),
+        )
+
+
+def _resolve_dir(name_or_path: str | Path) -> Path | None:
+    """A local directory, or the snapshot directory of a hub id in the local cache (None if neither)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except Exception:
+        return None
+
+
+class VisionTextEncoder(nn.Module):
+    """CLIP or SigLIP image+text encoder with SALOVA's per-frame and per-text outputs."""
+
+    def __init__(self, model: nn.Module, tokenizer, preprocess: Preprocess, name: str):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.name = name
+        self.model_type: str = model.config.model_type
+        vc = model.config.vision_config
+        self.grid = vc.image_size // vc.patch_size
+        self.vision_width: int = vc.hidden_size
+        self.text_width: int = model.config.text_config.hidden_size
+        self.joint_width: int = (
+            model.config.projection_dim if self.model_type == "clip" else model.config.text_config.hidden_size
+        )
+        self.pooled_grid = math.ceil(self.grid / 2)
+        self.tokens_per_frame = self.pooled_grid**2
+        self.max_text_len: int = model.config.text_config.max_position_embeddings
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> VisionTextEncoder:
+        """Load a CLIP or SigLIP checkpoint from a local directory or a hub id (cache honoured offline)."""
+        from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel
+
+        name = str(name_or_path)
+        local = _resolve_dir(name_or_path)
+        source = str(local) if local is not None else name
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except Exception as exc:  # missing dir, no config.json, offline without cache, bad JSON
+            raise CheckpointError(f"cannot load encoder '{name}': {_one_line(exc)}") from None
+        if config.model_type not in SUPPORTED_TYPES:
+            raise CheckpointError(
+                f"encoder '{name}' is a '{config.model_type}' model; salova needs a CLIP or SigLIP checkpoint"
+            )
+        model_cls = CLIPModel if config.model_type == "clip" else SiglipModel
+        try:
+            model = model_cls.from_pretrained(source, dtype=dtype or torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except Exception as exc:
+            raise CheckpointError(f"cannot load encoder '{name}': {_one_line(exc)}") from None
+        preprocess = Preprocess.from_dir(local, config.model_type, config.vision_config.image_size)
+        enc = cls(model.eval(), tokenizer, preprocess, name)
+        enc.requires_grad_(False)
+        return enc.to(device)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        p = self.preprocess
+        cfg = {"image_mean": list(p.mean), "image_std": list(p.std), "do_center_crop": p.crop, "size": p.size}
+        (path / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
+
+    def fingerprint(self) -> str:
+        """A short digest of the encoder's identity and weights' shapes/first values (cheap, deterministic)."""
+        h = hashlib.sha256(self.name.encode())
+        h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+        for key, value in sorted(self.model.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().flatten()[:64].float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------ images
+    def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """RGB uint8 frames [b, h, w, 3] -> normalised pixel values [b, 3, s, s] on the encoder's device."""
+        x = torch.as_tensor(frames).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # [b, 3, h, w]
+        size = self.preprocess.size
+        if self.preprocess.crop:
+            h, w = x.shape[-2:]
+            scale = size / min(h, w)
+            nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+            x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+            top, left = (nh - size) // 2, (nw - size) // 2
+            x = x[..., top : top + size, left : left + size]
+        else:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.preprocess.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.preprocess.std, device=x.device).view(1, 3, 1, 1)
+        return ((x.clamp_(0, 1) - mean) / std).to(self.dtype)
+
+    def encode_frames(self, frames: np.ndarray | torch.Tensor) -> FrameFeatures:
+        """Encode RGB uint8 frames [b, h, w, 3] into pooled patches, CLS and joint embeddings.
+
+        Gradients flow only into parameters that require them (the encoder is frozen by default);
+        callers that only infer wrap this in ``torch.inference_mode()``.
+        """
+        out = self.model.vision_model(pixel_values=self.pixel_values(frames), output_hidden_states=True)
+        hidden = out.hidden_states[-2]  # [b, (1 +) g*g, d]
+        if self.model_type == "clip":
+            cls_tok, patches = hidden[:, 0], hidden[:, 1:]
+            joint = self.model.visual_projection(out.pooler_output)
+        else:
+            patches = hidden
+            cls_tok = hidden.mean(dim=1)
+            joint = out.pooler_output
+        b, n, d = patches.shape
+        g = self.grid
+        grid = patches.transpose(1, 2).reshape(b, d, g, g)  # [b, d, g, g]
+        if g % 2 == 0:
+            grid = F.avg_pool2d(grid, 2)
+        else:
+            grid = F.interpolate(grid, size=(self.pooled_grid, self.pooled_grid), mode="bilinear", align_corners=False)
+        pooled = grid.flatten(2).transpose(1, 2)  # [b, p, d]
+        return FrameFeatures(patches=pooled, cls=cls_tok, joint=F.normalize(joint.float(), dim=-1))
+
+    # ------------------------------------------------------------------ text
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        padding = "max_length" if self.model_type == "siglip" else "longest"
+        enc = self.tokenizer(
+            texts, padding=padding, truncation=True, max_length=self.max_text_len, return_tensors="pt"
+        )
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    def encode_text(self, texts: list[str]) -> TextFeatures:
+        """Encode texts into penultimate-layer token features [b, t, e] and joint embeddings [b, j]."""
+        enc = self.tokenize(texts)
+        mask = enc.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(enc["input_ids"])
+        if self.model_type == "siglip":
+            # SigLIP was trained on max-length padding without a mask; pass none, as its processor does.
+            out = self.model.text_model(input_ids=enc["input_ids"], output_hidden_states=True)
+            joint = out.pooler_output
+        else:
+            out = self.model.text_model(input_ids=enc["input_ids"], attention_mask=mask, output_hidden_states=True)
+            joint = self.model.text_projection(out.pooler_output)
+        return TextFeatures(
+            tokens=out.hidden_states[-2], mask=mask.bool(), joint=F.normalize(joint.float(), dim=-1)
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

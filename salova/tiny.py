@@ -1,0 +1,123 @@
+"""Tiny random models for tests, benchmarks and demos (no download: everything is built from configs).
+
+Each builder writes a real Hugging Face checkpoint directory with ``save_pretrained`` so that callers
+load it back through the same ``from_pretrained`` path users hit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# A small corpus for the byte-level BPE: any text tokenizes (every byte is in the alphabet).
+_CORPUS = [
+    "when does the speaker derive the gradient",
+    "what color is the car in the video",
+    "a dog catching a frisbee in the park",
+    "the red green blue yellow segment scene frame moment",
+    "question answer describe summarize who where why how which",
+    "0 1 2 3 4 5 6 7 8 9 abcdefghijklmnopqrstuvwxyz",
+]
+
+LLM_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def make_tokenizer(vocab_size: int = 320, *, bos: str = "<s>", eos: str = "</s>", add_bos_eos: bool = False):
+    """A byte-level BPE fast tokenizer trained on a tiny corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", bos, eos]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS, trainer)
+    if add_bos_eos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}", special_tokens=[(bos, tok.token_to_id(bos)), (eos, tok.token_to_id(eos))]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def make_tiny_encoder(path: str | Path, kind: str = "clip", *, width: int = 32, image_size: int = 56,
+                      patch_size: int = 14, seed: int = 0) -> Path:
+    """A random CLIP or SigLIP with ``(image_size/patch_size)`` patches per side; saved to ``path``."""
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+    torch.manual_seed(seed)
+    tokenizer = make_tokenizer(add_bos_eos=(kind == "clip"))
+    text = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=2,
+                vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    vision = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_size, patch_size=patch_size)
+    if kind == "clip":
+        model = CLIPModel(CLIPConfig(text_config={**text, "max_position_embeddings": 77}, vision_config=vision,
+                                     projection_dim=width))
+    elif kind == "siglip":
+        model = SiglipModel(SiglipConfig(text_config={**text, "max_position_embeddings": 64}, vision_config=vision))
+    else:
+        raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_tiny_llm(path: str | Path, kind: str = "llama", *, width: int = 64, chat_template: bool = True,
+                  seed: int = 0) -> Path:
+    """A random Llama- or Qwen2-style causal LM with a byte-level tokenizer; saved to ``path``."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = make_tokenizer()
+    if chat_template:
+        tokenizer.chat_template = LLM_CHAT_TEMPLATE
+    common = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=4096,
+                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    elif kind == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        raise ValueError(f"kind must be 'llama' or 'qwen2', got {kind!r}")
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_tiny_salova(path: str | Path, encoder_dir: str | Path, llm_dir: str | Path | None = None, *,
+                     num_latents: int = 8, d_model: int | None = None, seed: int = 0, **connector) -> Path:
+    """A random SALOVA checkpoint over a tiny encoder (and LLM) with small connector/router sizes."""
+    from salova.models.encoder import VisionTextEncoder
+    from salova.models.focusfast import FocusFastLM
+    from salova.models.salova import Salova, config_for_encoder
+
+    encoder = VisionTextEncoder.from_pretrained(encoder_dir)
+    llm = FocusFastLM.from_pretrained(str(llm_dir)) if llm_dir is not None else None
+    d = encoder.vision_width
+    config = config_for_encoder(
+        encoder,
+        llm_hidden=llm.hidden_size if llm else None,
+        connector={"num_latents": num_latents, "dim_head": 16, "max_frames": 64, **connector},
+        router={"d_model": d_model or d, "ffn_dim": 2 * (d_model or d), "max_segments": 64,
+                "max_text_positions": 128},
+    )
+    config.encoder = str(encoder_dir)
+    config.llm = str(llm_dir) if llm_dir is not None else None
+    torch.manual_seed(seed)
+    model = Salova(config, encoder=encoder, llm=llm)
+    return model.save_pretrained(path)
