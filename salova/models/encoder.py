@@ -150,8 +150,11 @@ class VisionTextEncoder(nn.Module):
         (path / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
 
     def fingerprint(self) -> str:
-        """A short digest of the encoder's identity and weights' shapes/first values (cheap, deterministic)."""
-        h = hashlib.sha256(self.name.encode())
+        """A short digest of the encoder's config and weights (first values of each tensor: cheap).
+
+        Independent of where the encoder lives, so a moved directory keeps its index valid.
+        """
+        h = hashlib.sha256()
         h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
         for key, value in sorted(self.model.state_dict().items()):
             h.update(key.encode())

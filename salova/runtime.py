@@ -1,0 +1,70 @@
+"""Loading the models a command needs, once, on the right device; and the fingerprint they give an index."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from salova.errors import UsageError
+from salova.index.records import ModelFingerprint
+from salova.models.encoder import VisionTextEncoder
+from salova.models.salova import Salova
+
+logger = logging.getLogger(__name__)
+
+# Paper: CLIP-ViT-L/14-336. Used when neither --model nor --encoder is given.
+DEFAULT_ENCODER = "openai/clip-vit-large-patch14-336"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
+@dataclass
+class Models:
+    """An encoder, and a SALOVA checkpoint's trained parts when one was given."""
+
+    encoder: VisionTextEncoder
+    salova: Salova | None
+    checkpoint: str | None
+    device: torch.device
+
+    @property
+    def trained(self) -> bool:
+        return self.salova is not None
+
+    def fingerprint(self) -> ModelFingerprint:
+        """Identity of what produces index vectors: encoder weights and checkpoint weights, not their paths."""
+        h = hashlib.sha256(self.encoder.fingerprint().encode())
+        if self.salova is not None:
+            h.update(self.salova.weights_digest().encode())
+        return ModelFingerprint(self.encoder.name, self.checkpoint, h.hexdigest()[:32])
+
+
+def load_models(
+    model: str | Path | None = None,
+    encoder: str | Path | None = None,
+    device: str = "auto",
+    load_llm: bool = False,
+) -> Models:
+    """Load a SALOVA checkpoint (its encoder unless ``encoder`` overrides) or an encoder alone."""
+    dev = resolve_device(device)
+    dtype = torch.float16 if dev.type == "cuda" else None
+    if model is not None:
+        enc = VisionTextEncoder.from_pretrained(encoder, device=dev) if encoder is not None else None
+        salova = Salova.from_pretrained(model, device=dev, encoder=enc, load_llm=load_llm, dtype=dtype)
+        return Models(salova.encoder, salova, str(Path(model).expanduser().resolve()) if Path(model).exists()
+                      else str(model), dev)
+    enc = VisionTextEncoder.from_pretrained(encoder or DEFAULT_ENCODER, device=dev)
+    return Models(enc, None, None, dev)

@@ -1,0 +1,3 @@
+from salova_cli.main import run
+
+run()

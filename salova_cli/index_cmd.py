@@ -1,0 +1,63 @@
+"""`salova index PATH...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from salova.errors import UsageError
+from salova.index.indexer import IndexOptions, merge_shards, run_index
+from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, parse_shard, print_json, show_progress
+
+
+def index(
+    paths: list[Path] = typer.Argument(None, help="Video files or folders (searched recursively)."),
+    index: Path | None = typer.Option(None, "--index", help=INDEX_HELP, envvar="SALOVA_INDEX"),
+    model: str | None = typer.Option(None, "--model", help="SALOVA checkpoint (dir or hub id): stores routing "
+                                     "tokens and connector latents for router retrieval and answers."),
+    encoder: str | None = typer.Option(None, "--encoder", help="CLIP/SigLIP hub id or dir (default: the "
+                                       "checkpoint's, else openai/clip-vit-large-patch14-336)."),
+    max_segment: float = typer.Option(60.0, "--max-segment", help="Split scenes longer than this (seconds)."),
+    fps: float = typer.Option(1.0, "--fps", help="Frames per second sampled for the encoder."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Frames per encoder batch."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    backend: str = typer.Option("auto", "--backend", help="Decoder: auto, opencv, pyav or decord."),
+    shard: str | None = typer.Option(None, "--shard", help="I/N: index every N-th file into shard I "
+                                     "(default from RANK/WORLD_SIZE under torchrun)."),
+    merge: bool = typer.Option(False, "--merge", help="Combine the shards into the index, then exit."),
+    prune: bool = typer.Option(False, "--prune", help="Drop entries whose file no longer exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
+) -> int:
+    """Segment videos into scenes and add them to the index (incremental, crash-safe)."""
+    root = index_dir(index)
+    if merge:
+        result = merge_shards(root)
+        if as_json:
+            print_json({"index": str(root), "shards": result.shards, "videos": result.videos,
+                        "segments": result.segments, "superseded": result.superseded})
+        elif not quiet:
+            typer.echo(f"merged {result.shards} shards into {root}: {result.videos} videos, {result.segments} segments")
+        return 0
+    if not paths and not prune:
+        raise UsageError("nothing to index: give video files or folders (or --prune / --merge)")
+    if backend not in ("auto", "opencv", "pyav", "decord"):
+        raise UsageError(f"--backend {backend!r}: expected auto, opencv, pyav or decord")
+    options = IndexOptions(
+        index_dir=root, model=model, encoder=encoder, max_segment_s=max_segment, fps=fps, batch_size=batch_size,
+        device=device, backend=backend, shard=parse_shard(shard), prune=prune,
+        progress=show_progress(quiet, as_json),
+    )
+    summary = run_index(paths or [], options)
+    if as_json:
+        print_json({k: v for k, v in summary.to_dict().items()})
+    elif not quiet:
+        parts = [f"{summary.indexed} indexed", f"{summary.updated} updated", f"{summary.unchanged} unchanged",
+                 f"{summary.failed} failed"]
+        if prune:
+            parts.append(f"{summary.pruned} pruned")
+        typer.echo(f"{', '.join(parts)}; {summary.segments} segments in {summary.seconds:.1f}s -> {summary.index}")
+        for f in summary.failures:
+            typer.echo(f"  failed: {f['path']}: {f['error']}", err=True)
+    return summary.exit_code

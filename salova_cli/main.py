@@ -1,0 +1,103 @@
+"""The `salova` command. Thin: each command parses its options and calls one library function.
+
+Errors a user can cause (salova.errors.SalovaError) become one line on stderr and the error's exit code;
+Ctrl-C exits 130. Tracebacks are shown only with SALOVA_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from salova import __version__
+from salova.errors import SalovaError
+
+app = typer.Typer(
+    name="salova",
+    help="Make long videos answerable: index scenes, ask questions, get moments with timestamps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"salova {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details to stderr."),
+):
+    """salova: Segment-Augmented Long Video Assistant (SALOVA, CVPR 2025)."""
+    _setup_logging(verbose)
+
+
+def _setup_logging(verbose: bool) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    log = logging.getLogger("salova")
+    if not any(isinstance(h, logging.StreamHandler) and h.stream is sys.stderr for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("salova: %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    try:  # transformers' own progress bars and warnings are noise on the command line
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _register() -> None:
+    from salova_cli import ask_cmd, index_cmd
+
+    app.command("index")(index_cmd.index)
+    app.command("ask")(ask_cmd.ask)
+    app.command("search")(ask_cmd.search)
+    try:
+        from salova_cli import train_cmd
+    except ImportError:
+        return
+    app.command("train")(train_cmd.train)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning domain errors into one line and an exit code."""
+    _register()
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except SalovaError as exc:
+        if os.environ.get("SALOVA_DEBUG"):
+            raise
+        typer.echo(f"salova: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("salova: interrupted", err=True)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("salova: aborted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return rc if isinstance(rc, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
