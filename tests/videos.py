@@ -1,0 +1,214 @@
+"""Synthetic test videos with exactly known cuts, and broken files, written with PyAV.
+
+Import from any test module (``tests`` is a package)::
+
+    from tests.videos import make_video
+
+    video = make_video(tmp_path / "a.mp4", segments=[(2.0, (255, 0, 0)), (2.0, "noise")])
+    video.cut_frames   # [60]: the first frame of every scene after the first
+    open(video)        # a MadeVideo is os.PathLike
+
+A segment's look is one of:
+- an ``(r, g, b)`` tuple: a flat colour;
+- ``"noise"``: seeded static noise (a textured still, different per segment);
+- ``"bars"``: colour bars drifting 1 px/frame (motion without a cut);
+- ``"checker"``: a checkerboard drifting 1 px/frame;
+- a callable ``f(i, t) -> [H, W, 3] uint8 RGB`` for frame ``i`` of the segment at ``t`` seconds.
+
+Segment ``j`` has ``round(duration_j * fps)`` frames, so cut frames are the running sums of those.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+Look = tuple[int, int, int] | str | Callable[[int, float], np.ndarray]
+
+
+@dataclass
+class MadeVideo(os.PathLike):
+    """What ``make_video`` wrote; usable wherever a path is expected."""
+
+    path: Path
+    fps: float
+    size: tuple[int, int]  # (W, H)
+    num_frames: int
+    cut_frames: list[int] = field(default_factory=list)  # first frame of each new scene
+
+    @property
+    def cut_times(self) -> list[float]:
+        return [f / self.fps for f in self.cut_frames]
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def _render(look: Look, i: int, t: float, size: tuple[int, int], seed: int) -> np.ndarray:
+    """One RGB frame, shape [H, W, 3] uint8."""
+    w, h = size
+    if callable(look):
+        return np.ascontiguousarray(look(i, t), dtype=np.uint8)
+    if isinstance(look, tuple):
+        return np.broadcast_to(np.asarray(look, dtype=np.uint8), (h, w, 3)).copy()
+    if look == "noise":
+        # Smooth-ish noise (8x8 blocks) so the encoder keeps it stable from frame to frame.
+        rng = np.random.default_rng(seed)
+        small = rng.integers(0, 256, size=((h + 7) // 8, (w + 7) // 8, 3), dtype=np.uint8)
+        return np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)[:h, :w].copy()
+    if look == "bars":
+        palette = np.array(
+            [[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0], [192, 0, 192], [192, 0, 0], [0, 0, 192]],
+            dtype=np.uint8,
+        )
+        x = (np.arange(w) + i) % w
+        return np.broadcast_to(palette[x * len(palette) // w], (h, w, 3)).copy()
+    if look == "checker":
+        cell = max(4, min(w, h) // 8)
+        yy, xx = np.mgrid[0:h, 0:w]
+        on = (((xx + i) // cell) + (yy // cell)) % 2 == 1
+        rgb = np.zeros((h, w, 3), np.uint8)
+        rgb[on] = (230, 230, 230)
+        rgb[~on] = (30, 30, 60)
+        return rgb
+    raise ValueError(f"unknown segment look {look!r}")
+
+
+def make_video(
+    path: str | os.PathLike,
+    segments: Sequence[tuple[float, Look]],
+    fps: float = 30,
+    size: tuple[int, int] = (160, 120),
+    codec: str = "libx264",
+    *,
+    rotation: int = 0,
+    with_audio: bool = False,
+    frame_times: Sequence[float] | None = None,
+    faststart: bool = False,
+    pix_fmt: str = "yuv420p",
+) -> MadeVideo:
+    """Write a video made of ``segments`` (duration in seconds, look) and return its ground truth.
+
+    ``rotation`` (degrees, counter-clockwise) is stored as display-matrix metadata only: the
+    pixels are written unrotated. ``frame_times`` (seconds, one per frame, increasing) makes a
+    variable-frame-rate file; frames still come from ``segments`` at ``fps``. ``faststart`` puts
+    an MP4's index (moov) first, so a truncated copy still opens and decodes a prefix. ``pix_fmt``
+    e.g. ``"yuv420p10le"`` for 10-bit video.
+    """
+    path = Path(path)
+    w, h = size
+    rate = Fraction(fps).limit_denominator(1001)
+    counts = [round(d * fps) for d, _ in segments]
+    total = sum(counts)
+    if frame_times is not None and len(frame_times) != total:
+        raise ValueError(f"frame_times has {len(frame_times)} entries, segments make {total} frames")
+    cut_frames = list(np.cumsum(counts)[:-1].tolist()) if len(counts) > 1 else []
+
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if frame_times is not None:
+            # A fine time base so irregular timestamps survive muxing.
+            stream.codec_context.time_base = Fraction(1, 90000)
+        if codec == "libx264":
+            stream.options = {"crf": "18", "preset": "veryfast"}
+        else:
+            stream.bit_rate = 4_000_000
+        if rotation:
+            stream.set_display_rotation(rotation)
+        audio = None
+        if with_audio:
+            audio = out.add_stream("aac", rate=44100)
+            audio.layout = "mono"
+
+        index = 0
+        for seg, ((_, look), n) in enumerate(zip(segments, counts, strict=True)):
+            for i in range(n):
+                frame = av.VideoFrame.from_ndarray(_render(look, i, i / fps, size, seed=seg), "rgb24")
+                if frame_times is not None:
+                    frame.pts = round(frame_times[index] * 90000)
+                    frame.time_base = Fraction(1, 90000)
+                else:
+                    frame.pts = index
+                    frame.time_base = 1 / rate
+                out.mux(stream.encode(frame))
+                index += 1
+        out.mux(stream.encode(None))
+        if audio is not None:
+            _write_tone(out, audio, total / fps)
+    return MadeVideo(path=path, fps=float(rate), size=size, num_frames=total, cut_frames=cut_frames)
+
+
+def _write_tone(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float) -> None:
+    """Mux ``seconds`` of a 440 Hz tone into ``audio``."""
+    sr, chunk = 44100, 1024
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    pcm = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    for start in range(0, n, chunk):
+        block = pcm[start : start + chunk]
+        frame = av.AudioFrame.from_ndarray(block[None, :], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = sr, start
+        out.mux(audio.encode(frame))
+    out.mux(audio.encode(None))
+
+
+# --- Bad inputs ---------------------------------------------------------------------------------
+
+
+def make_zero_byte(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.write_bytes(b"")
+    return path
+
+
+def make_random_bytes(path: str | os.PathLike, size: int = 64 * 1024, seed: int = 0) -> Path:
+    """Random bytes under a video name (e.g. ``junk.mp4``)."""
+    path = Path(path)
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return path
+
+
+def make_text_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.write_text("this is not a video\n" * 200)
+    return path
+
+
+def make_audio_only(path: str | os.PathLike, seconds: float = 1.0) -> Path:
+    """An AAC tone in an MP4/M4A container: a valid media file with no video stream."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as out:
+        audio = out.add_stream("aac", rate=44100)
+        audio.layout = "mono"
+        _write_tone(out, audio, seconds)
+    return path
+
+
+def make_truncated(src: str | os.PathLike, dst: str | os.PathLike, keep: float = 0.5) -> Path:
+    """Copy the first ``keep`` fraction of ``src``'s bytes to ``dst`` (a download cut short)."""
+    data = Path(src).read_bytes()
+    dst = Path(dst)
+    dst.write_bytes(data[: int(len(data) * keep)])
+    return dst
+
+
+def make_corrupt_middle(src: str | os.PathLike, dst: str | os.PathLike, start: float = 0.4, stop: float = 0.6) -> Path:
+    """Copy ``src`` with the bytes between the ``start`` and ``stop`` fractions overwritten by noise."""
+    data = bytearray(Path(src).read_bytes())
+    a, b = int(len(data) * start), int(len(data) * stop)
+    data[a:b] = np.random.default_rng(1).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst
