@@ -106,6 +106,7 @@ def make_video(
     e.g. ``"yuv420p10le"`` for 10-bit video.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
     rate = Fraction(fps).limit_denominator(1001)
     counts = [round(d * fps) for d, _ in segments]

@@ -399,8 +399,8 @@ def split_segments(cuts: list[int], num_frames: int, fps: float, max_segment_s: 
     for start, end in zip(bounds, bounds[1:], strict=False):
         length = end - start
         parts = 1 if length <= max_frames else math.ceil(length / max_frames)
-        # Integer rounding (half up) keeps the parts equal to within one frame.
-        edges = [start + (2 * i * length + parts) // (2 * parts) for i in range(parts + 1)]
+        # Boundaries at round(i * length / parts): parts equal to within one frame.
+        edges = [start + round(i * length / parts) for i in range(parts + 1)]
         for a, b in zip(edges, edges[1:], strict=False):
             segments.append(Segment(len(segments), a, b, a / fps, b / fps))
     return segments
