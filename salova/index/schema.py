@@ -1,0 +1,105 @@
+"""The DuckDB schema of an index (documented in docs/index-schema.md) and short-lived connections to it.
+
+DuckDB lets one process open a database file read-write, or any number of processes open it read-only,
+never both. The index writer therefore opens the file only for the length of one commit and readers only
+for the length of one snapshot; both wait out the other's brief hold here.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from salova.errors import IndexLockedError, IndexStoreError
+
+SCHEMA_VERSION = 1
+DB_FILE = "index.duckdb"
+
+DDL = (
+    """CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT
+    )""",
+    """CREATE TABLE videos (
+        id           BIGINT PRIMARY KEY,
+        path         TEXT NOT NULL UNIQUE,
+        size         BIGINT NOT NULL,
+        mtime_ns     BIGINT NOT NULL,
+        content_hash TEXT NOT NULL,
+        duration_s   DOUBLE,
+        fps          DOUBLE,
+        num_frames   BIGINT,
+        status       TEXT NOT NULL CHECK (status IN ('indexed', 'failed')),
+        error        TEXT,
+        indexed_at   TIMESTAMP NOT NULL,
+        shard        TEXT,
+        num_segments INTEGER NOT NULL
+    )""",
+    """CREATE TABLE segments (
+        video_id    BIGINT NOT NULL,
+        idx         INTEGER NOT NULL,
+        start_s     DOUBLE NOT NULL,
+        end_s       DOUBLE NOT NULL,
+        start_frame BIGINT NOT NULL,
+        end_frame   BIGINT NOT NULL,
+        vec_row     BIGINT NOT NULL,
+        frame_row   BIGINT NOT NULL,
+        frame_count INTEGER NOT NULL,
+        PRIMARY KEY (video_id, idx)
+    )""",
+)
+
+VIDEO_COLUMNS = (
+    "id, path, size, mtime_ns, content_hash, duration_s, fps, num_frames, status, error, indexed_at, shard, "
+    "num_segments"
+)
+SEGMENT_COLUMNS = "video_id, idx, start_s, end_s, start_frame, end_frame, vec_row, frame_row, frame_count"
+INSERT_SEGMENTS = (
+    f"INSERT INTO segments ({SEGMENT_COLUMNS}) SELECT UNNEST(?::BIGINT[]), UNNEST(?::INTEGER[]), "
+    "UNNEST(?::DOUBLE[]), UNNEST(?::DOUBLE[]), UNNEST(?::BIGINT[]), UNNEST(?::BIGINT[]), UNNEST(?::BIGINT[]), "
+    "UNNEST(?::BIGINT[]), UNNEST(?::INTEGER[])"
+)
+UPSERT_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+
+# DuckDB's file lock is per process; this keeps two stores of one process from overlapping their holds.
+_PROCESS_LOCK = threading.RLock()
+_BUSY = ("Could not set lock", "Conflicting lock", "different configuration")
+
+
+@contextmanager
+def connect(db_path: Path, *, read_only: bool, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection held only inside the `with`; waits up to `timeout` s for another process's hold."""
+    with _PROCESS_LOCK:
+        con = _open(db_path, read_only=read_only, timeout=timeout)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def _open(db_path: Path, *, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            return duckdb.connect(str(db_path), read_only=read_only)
+        except duckdb.Error as e:
+            msg = str(e)
+            if not any(s in msg for s in _BUSY):
+                first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+                raise IndexStoreError(f"cannot open index database {db_path}: {first}") from e
+            if time.monotonic() >= deadline:
+                m = re.search(r"PID (\d+)", msg)
+                holder = f"pid {m.group(1)}" if m else "another process"
+                raise IndexLockedError(
+                    f"index database {db_path} has been held open by {holder} for over {timeout:g}s; "
+                    "close that process (e.g. a `duckdb` shell on the file) and retry"
+                ) from e
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
