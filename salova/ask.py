@@ -150,7 +150,7 @@ class Asker:
         if self.models.trained and routing is not None:
             mode = "router"
             with torch.inference_mode():
-                scores = self.models.salova.score(torch.from_numpy(np.asarray(routing, np.float32)), question)
+                scores = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), question)
             scores = scores.float().cpu().numpy()
         else:
             mode = "zero-shot"
@@ -179,7 +179,7 @@ class Asker:
         else:
             t0 = time.perf_counter()
             answer = self.models.salova.answer(
-                question, torch.from_numpy(np.asarray(routing, np.float32)), torch.from_numpy(latents),
+                question, torch.from_numpy(np.array(routing, np.float32)), torch.from_numpy(latents),
                 torch.from_numpy(scores), max_new_tokens=self.max_new_tokens,
             )
             timings["answer_s"] = round(time.perf_counter() - t0, 3)
@@ -243,7 +243,7 @@ class Asker:
                     if routing is None:
                         continue
                     with torch.inference_mode():
-                        s = self.models.salova.score(torch.from_numpy(np.asarray(routing, np.float32)), query)
+                        s = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), query)
                     wanted = {i for v, i, _ in candidates if v == vid}
                     hits += [(vid, i, float(s[i])) for i in wanted]
             hits.sort(key=lambda h: -h[2])

@@ -32,10 +32,27 @@ from salova.video import SampledFrame, SceneCut, VideoScanner, split_segments
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".wmv",
-    ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".mxf",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".mov",
+        ".avi",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".3gp",
+        ".ogv",
+        ".vob",
+        ".mxf",
+    }
+)
 HASH_CHUNK = 1 << 20  # content hash: size + head, middle and tail MiB (cheap on multi-GB files)
 
 
@@ -51,7 +68,8 @@ class IndexOptions:
     backend: str = "auto"  # decoder: auto, opencv, pyav, decord
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
     prune: bool = False  # drop index entries whose file no longer exists
-    lock_timeout: float = 10.0  # seconds to wait for another writer before failing
+    # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
+    lock_timeout: float = field(default_factory=lambda: float(os.environ.get("SALOVA_LOCK_TIMEOUT", "10")))
     progress: bool = True
 
     def __post_init__(self):
@@ -200,8 +218,11 @@ class _FrameBuffer:
     def take_before(self, frame: int) -> dict:
         """Remove and return the buffered frames with frame_index < frame."""
         n = sum(1 for i in self.index if i < frame)
-        out = {"index": self.index[:n], "times": np.asarray(self.times[:n], dtype=np.float64),
-               "joint": np.asarray(self.joint[:n], dtype=np.float32).reshape(n, -1)}
+        out = {
+            "index": self.index[:n],
+            "times": np.asarray(self.times[:n], dtype=np.float64),
+            "joint": np.asarray(self.joint[:n], dtype=np.float32).reshape(n, -1),
+        }
         self.index, self.times, self.joint = self.index[n:], self.times[n:], self.joint[n:]
         if self.keep_patches:
             out["cls"] = np.asarray(self.cls[:n], dtype=np.float32)
@@ -249,8 +270,14 @@ class Indexer:
             logger.debug("indexing %s failed", spath, exc_info=True)
             return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), f"{path.name}: {exc}", t0)
         self.store.put_video(
-            path=spath, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=chash,
-            duration_s=result.duration_s, fps=info.fps, num_frames=result.frames_decoded, segments=segments,
+            path=spath,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            content_hash=chash,
+            duration_s=result.duration_s,
+            fps=info.fps,
+            num_frames=result.end_frame,
+            segments=segments,
         )
         status = "updated" if old is not None and old.status == "indexed" else "indexed"
         return FileOutcome(spath, status, len(segments), time.perf_counter() - t0)
@@ -259,7 +286,7 @@ class Indexer:
         error = " ".join(error.split())  # one line
         if state is not None:
             self.store.put_failure(path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error)
-        logger.warning("%s", error)
+        logger.info("failed: %s", error)  # the summary reports failures; -v shows them as they happen
         return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)
 
     @torch.inference_mode()
@@ -294,8 +321,9 @@ class Indexer:
                     self._close_scene(buffer, state, event.frame_index, info.fps, segments)
             flush()
             result = scanner.result
-            self._close_scene(buffer, state, max(result.frames_decoded, state["scene_start"] + 1), info.fps,
-                              segments, final=True)
+            self._close_scene(
+                buffer, state, max(result.end_frame, state["scene_start"] + 1), info.fps, segments, final=True
+            )
         finally:
             buffer.close()
         if not segments:
@@ -304,8 +332,9 @@ class Indexer:
             seg.idx = i
         return info, result, segments
 
-    def _close_scene(self, buffer: _FrameBuffer, state: dict, end: int, fps: float,
-                     out: list[SegmentData], final: bool = False) -> None:
+    def _close_scene(
+        self, buffer: _FrameBuffer, state: dict, end: int, fps: float, out: list[SegmentData], final: bool = False
+    ) -> None:
         """Split the scene [scene_start, end) into segments and compress them."""
         start = state["scene_start"]
         if end <= start:
@@ -330,8 +359,16 @@ class Indexer:
 
     def _segment(self, s: int, e: int, fps: float, frames: dict, sel: np.ndarray) -> SegmentData:
         joint = frames["joint"][sel]
-        seg = SegmentData(idx=0, start_s=s / fps, end_s=e / fps, start_frame=s, end_frame=e,
-                          joint=segment_embedding(joint), frame_times=frames["times"][sel], frame_joint=joint)
+        seg = SegmentData(
+            idx=0,
+            start_s=s / fps,
+            end_s=e / fps,
+            start_frame=s,
+            end_frame=e,
+            joint=segment_embedding(joint),
+            frame_times=frames["times"][sel],
+            frame_joint=joint,
+        )
         if self.models.trained:
             conn = self.models.salova.connector
             dev, dtype = self.models.device, next(conn.parameters()).dtype
@@ -360,15 +397,18 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
         target = shard_dir(options.index_dir, shard)
     summary = IndexSummary(index=str(target), shard=f"{shard[0]}/{shard[1]}" if shard else None)
     models = models or load_models(options.model, options.encoder, options.device)
-    with IndexStore.open(target, writable=True, create=True, fingerprint=models.fingerprint(),
-                         lock_timeout=options.lock_timeout) as store:
+    with IndexStore.open(
+        target, writable=True, create=True, fingerprint=models.fingerprint(), lock_timeout=options.lock_timeout
+    ) as store:
         if options.prune:
             gone = [v.path for v in store.videos() if not Path(v.path).exists()]
             summary.pruned = store.remove_videos(gone) if gone else 0
         indexer = Indexer(models, store, options)
         show = options.progress
-        with tqdm(total=len(files), desc="videos", unit="video", disable=not show, position=0) as files_bar, \
-                tqdm(desc="frames", unit="frame", disable=not show, position=1, leave=False) as frames_bar:
+        with (
+            tqdm(total=len(files), desc="videos", unit="video", disable=not show, position=0) as files_bar,
+            tqdm(desc="frames", unit="frame", disable=not show, position=1, leave=False) as frames_bar,
+        ):
             for path in files:
                 summary.add(indexer.index_file(path, frames_bar if show else None))
                 files_bar.update(1)
