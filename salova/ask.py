@@ -99,6 +99,23 @@ class Asker:
             model, encoder = self._index_model()
         self.models: Models = load_models(model, encoder, device, load_llm=answer and model is not None)
         self.load_s = time.perf_counter() - t0
+        self._store: IndexStore | None = None  # one reader snapshot, reused across questions
+
+    def _reader(self) -> IndexStore:
+        if self._store is None:
+            self._store = IndexStore.open(self.index_dir, fingerprint=self.models.fingerprint())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Asker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _index_model(self) -> tuple[str | None, str | None]:
         """Default to the model the index was built with (when it still exists)."""
@@ -132,25 +149,25 @@ class Asker:
         timings["index_s"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
-        with IndexStore.open(self.index_dir, fingerprint=self.models.fingerprint()) as store:
-            rec = store.get_video(str(path))
-            if rec is None or rec.status != "indexed":
-                reason = rec.error if rec is not None and rec.error else "it could not be indexed"
-                raise UsageError(f"{path.name}: cannot answer, {reason}")
-            segs = store.segments(rec.id)
-            joint = store.load_joint(rec.id)
-            frames = store.load_frames(rec.id)
-            routing = store.load_routing(rec.id) if self.models.trained else None
-            latents = None
-            if self.models.trained and self.want_answer and self.models.salova.llm is not None:
-                latents = store.load_latents(rec.id)
-                latents = np.array(latents) if latents is not None else None
+        store = self._reader()
+        rec = store.get_video(str(path))
+        if rec is None or rec.status != "indexed":
+            reason = rec.error if rec is not None and rec.error else "it could not be indexed"
+            raise UsageError(f"{path.name}: cannot answer, {reason}")
+        segs = store.segments(rec.id)
+        joint = store.load_joint(rec.id)
+        frames = store.load_frames(rec.id)
+        routing = store.load_routing(rec.id) if self.models.trained else None
+        latents = None
+        if self.models.trained and self.want_answer and self.models.salova.llm is not None:
+            latents = store.load_latents(rec.id)
+            latents = np.array(latents) if latents is not None else None
         text = self.models.encoder.encode_text([question])
         text_joint = text.joint[0].float().cpu().numpy()
         if self.models.trained and routing is not None:
             mode = "router"
             with torch.inference_mode():
-                scores = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), question)
+                scores = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), text)
             scores = scores.float().cpu().numpy()
         else:
             mode = "zero-shot"
@@ -193,13 +210,12 @@ class Asker:
         """Index the video first when it is new or changed (with progress)."""
         if self.index_dir.exists():
             try:
-                with IndexStore.open(self.index_dir, fingerprint=self.models.fingerprint()) as store:
-                    rec = store.get_video(str(path))
-                if is_unchanged(rec, path, path.stat()):
+                if is_unchanged(self._reader().get_video(str(path)), path, path.stat()):
                     return
             except IndexStoreError as exc:
                 if "no index" not in str(exc):
                     raise
+        self.close()  # the snapshot is stale once this video is (re)indexed
         opts = IndexOptions(index_dir=self.index_dir, progress=self.progress, **self.index_options)
         summary = run_index([path], opts, models=self.models)
         if summary.failed:
@@ -232,27 +248,25 @@ class Asker:
             raise UsageError(f"--limit must be >= 1, got {limit}")
         text = self.models.encoder.encode_text([query])
         text_joint = text.joint[0].float().cpu().numpy()
-        with IndexStore.open(self.index_dir, fingerprint=self.models.fingerprint()) as store:
-            candidates = store.search_joint(text_joint, k=max(4 * limit, 32))
-            if not self.models.trained:
-                hits = [(vid, idx, score) for vid, idx, score in candidates]
-            else:  # the router scores a segment in the context of its whole video
-                hits = []
-                for vid in dict.fromkeys(v for v, _, _ in candidates):
-                    routing = store.load_routing(vid)
-                    if routing is None:
-                        continue
-                    with torch.inference_mode():
-                        s = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), query)
-                    wanted = {i for v, i, _ in candidates if v == vid}
-                    hits += [(vid, i, float(s[i])) for i in wanted]
-            hits.sort(key=lambda h: -h[2])
-            out = []
-            paths = {v.id: v.path for v in store.videos()}
-            seg_cache: dict[int, list] = {}
-            for vid, idx, score in hits[:limit]:
-                segs = seg_cache.setdefault(vid, store.segments(vid))
-                out.append(SearchHit(paths.get(vid, "?"), int(idx), segs[idx].start_s, segs[idx].end_s, float(score)))
+        store = self._reader()
+        candidates = store.search_joint(text_joint, k=max(4 * limit, 32))
+        if not self.models.trained:
+            hits = candidates
+        else:  # the router scores a segment in the context of its whole video
+            hits = []
+            for vid in dict.fromkeys(v for v, _, _ in candidates):
+                routing = store.load_routing(vid)
+                if routing is None:
+                    continue
+                with torch.inference_mode():
+                    s = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), text)
+                hits += [(vid, i, float(s[i])) for v, i, _ in candidates if v == vid]
+        hits = sorted(hits, key=lambda h: -h[2])[:limit]
+        paths = {v.id: v.path for v in store.videos()}
+        out = []
+        for vid, idx, score in hits:
+            seg = store.segments(vid)[idx]
+            out.append(SearchHit(paths.get(vid, "?"), int(idx), seg.start_s, seg.end_s, float(score)))
         return out
 
 

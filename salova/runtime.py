@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,6 +39,7 @@ class Models:
     salova: Salova | None
     checkpoint: str | None
     device: torch.device
+    _fingerprint: ModelFingerprint | None = field(default=None, repr=False)
 
     @property
     def trained(self) -> bool:
@@ -46,10 +47,12 @@ class Models:
 
     def fingerprint(self) -> ModelFingerprint:
         """Identity of what produces index vectors: encoder weights and checkpoint weights, not their paths."""
-        h = hashlib.sha256(self.encoder.fingerprint().encode())
-        if self.salova is not None:
-            h.update(self.salova.weights_digest().encode())
-        return ModelFingerprint(self.encoder.name, self.checkpoint, h.hexdigest()[:32])
+        if self._fingerprint is None:
+            h = hashlib.sha256(self.encoder.fingerprint().encode())
+            if self.salova is not None:
+                h.update(self.salova.weights_digest().encode())
+            self._fingerprint = ModelFingerprint(self.encoder.name, self.checkpoint, h.hexdigest()[:32])
+        return self._fingerprint
 
 
 def load_models(

@@ -42,6 +42,11 @@ def ask(
         raise UsageError("--plot works with a single question, not --questions")
     asker = Asker(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
                   answer=not no_answer, max_new_tokens=max_new_tokens, progress=show_progress(quiet, as_json))
+    with asker:
+        return _ask(asker, video, question, questions, plot, as_json)
+
+
+def _ask(asker: Asker, video, question, questions, plot, as_json) -> int:
     if questions is not None:
         failed = 0
         for result in asker.ask_many(read_questions(questions, video)):
@@ -78,8 +83,8 @@ def search(
     root = index_dir(index)
     if not root.exists():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
-    asker = Asker(root, model=model, encoder=encoder, device=device, answer=False, progress=False)
-    hits = asker.search(query, limit)
+    with Asker(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as asker:
+        hits = asker.search(query, limit)
     if as_json:
         print_json({"query": query, "model": asker.model_name,
                     "mode": "router" if asker.models.trained else "zero-shot",

@@ -22,7 +22,7 @@ from torch import nn
 
 from salova.errors import CheckpointError
 from salova.models.connector import ConnectorConfig, STConnector
-from salova.models.encoder import VisionTextEncoder, _resolve_dir
+from salova.models.encoder import TextFeatures, VisionTextEncoder, _resolve_dir
 from salova.models.focusfast import FocusFastConfig, FocusFastLM, select_focus, visual_tokens
 from salova.models.projector import Projector, ProjectorConfig
 from salova.models.router import RouterConfig, SegmentRouter
@@ -110,9 +110,9 @@ class Salova(nn.Module):
     def trainable_parts(self) -> dict[str, nn.Module]:
         return {"connector": self.connector, "router": self.router, "projector": self.projector}
 
-    def score(self, routing: torch.Tensor, question: str) -> torch.Tensor:
-        """Router scores [n] for one video's routing tokens [n, d] and a question."""
-        text = self.encoder.encode_text([question])
+    def score(self, routing: torch.Tensor, question: str | TextFeatures) -> torch.Tensor:
+        """Router scores [n] for one video's routing tokens [n, d] and a question (text or its features)."""
+        text = self.encoder.encode_text([question]) if isinstance(question, str) else question
         dev = self.router.logit_scale.device
         return self.router(routing[None].to(dev), text.tokens.to(dev), text.mask.to(dev))[0]
 
