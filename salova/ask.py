@@ -252,15 +252,24 @@ class Asker:
         candidates = store.search_joint(text_joint, k=max(4 * limit, 32))
         if not self.models.trained:
             hits = candidates
-        else:  # the router scores a segment in the context of its whole video
+        else:  # the router scores a segment in the context of its whole video: one padded batch
+            vids = [v for v in dict.fromkeys(v for v, _, _ in candidates) if store.load_routing(v) is not None]
+            routing = [np.asarray(store.load_routing(v), np.float32) for v in vids]
             hits = []
-            for vid in dict.fromkeys(v for v, _, _ in candidates):
-                routing = store.load_routing(vid)
-                if routing is None:
-                    continue
+            if vids:
+                n = max(len(r) for r in routing)
+                batch = np.zeros((len(vids), n, routing[0].shape[1]), np.float32)
+                mask = np.zeros((len(vids), n), bool)
+                for b, r in enumerate(routing):
+                    batch[b, : len(r)], mask[b, : len(r)] = r, True
+                router = self.models.salova.router
+                dev = router.logit_scale.device
                 with torch.inference_mode():
-                    s = self.models.salova.score(torch.from_numpy(np.array(routing, np.float32)), text)
-                hits += [(vid, i, float(s[i])) for v, i, _ in candidates if v == vid]
+                    tokens = text.tokens.to(dev).expand(len(vids), -1, -1)
+                    tmask = text.mask.to(dev).expand(len(vids), -1)
+                    scores = router(torch.from_numpy(batch).to(dev), tokens, tmask, torch.from_numpy(mask).to(dev))
+                row = {v: b for b, v in enumerate(vids)}
+                hits = [(v, i, float(scores[row[v], i])) for v, i, _ in candidates if v in row]
         hits = sorted(hits, key=lambda h: -h[2])[:limit]
         paths = {v.id: v.path for v in store.videos()}
         out = []
