@@ -246,10 +246,11 @@ class _FrameBuffer:
 class Indexer:
     """Indexes files into an open, writable IndexStore with loaded models."""
 
-    def __init__(self, models: Models, store: IndexStore, options: IndexOptions):
+    def __init__(self, models: Models, store: IndexStore, options: IndexOptions, shard: str | None = None):
         self.models = models
         self.store = store
         self.options = options
+        self.shard = shard  # "i/N" recorded in videos.shard
 
     def index_file(self, path: Path, frames_bar: tqdm | None = None) -> FileOutcome:
         t0 = time.perf_counter()
@@ -278,6 +279,7 @@ class Indexer:
             fps=info.fps,
             num_frames=result.end_frame,
             segments=segments,
+            shard=self.shard,
         )
         status = "updated" if old is not None and old.status == "indexed" else "indexed"
         return FileOutcome(spath, status, len(segments), time.perf_counter() - t0)
@@ -285,7 +287,9 @@ class Indexer:
     def _fail(self, path: str, state: tuple[int, int, str] | None, error: str, t0: float) -> FileOutcome:
         error = " ".join(error.split())  # one line
         if state is not None:
-            self.store.put_failure(path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error)
+            self.store.put_failure(
+                path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error, shard=self.shard
+            )
         logger.info("failed: %s", error)  # the summary reports failures; -v shows them as they happen
         return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)
 
@@ -403,7 +407,7 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
         if options.prune:
             gone = [v.path for v in store.videos() if not Path(v.path).exists()]
             summary.pruned = store.remove_videos(gone) if gone else 0
-        indexer = Indexer(models, store, options)
+        indexer = Indexer(models, store, options, shard=summary.shard)
         show = options.progress
         with (
             tqdm(total=len(files), desc="videos", unit="video", disable=not show, position=0) as files_bar,
