@@ -27,6 +27,8 @@ def index(
                                      "(default from RANK/WORLD_SIZE under torchrun)."),
     merge: bool = typer.Option(False, "--merge", help="Combine the shards into the index, then exit."),
     prune: bool = typer.Option(False, "--prune", help="Drop entries whose file no longer exists."),
+    latent_dtype: str = typer.Option("fp16", "--latent-dtype", help="Connector latents on disk: fp16, or int8 "
+                                     "(about half the size). Fixed when the index is created."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
 ) -> int:
@@ -46,7 +48,7 @@ def index(
         raise UsageError(f"--backend {backend!r}: expected auto, opencv, pyav or decord")
     options = IndexOptions(
         index_dir=root, model=model, encoder=encoder, max_segment_s=max_segment, fps=fps, batch_size=batch_size,
-        device=device, backend=backend, shard=parse_shard(shard), prune=prune,
+        device=device, backend=backend, shard=parse_shard(shard), prune=prune, latent_dtype=latent_dtype,
         progress=show_progress(quiet, as_json),
     )
     summary = run_index(paths or [], options)

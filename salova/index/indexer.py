@@ -68,6 +68,7 @@ class IndexOptions:
     backend: str = "auto"  # decoder: auto, opencv, pyav, decord
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
     prune: bool = False  # drop index entries whose file no longer exists
+    latent_dtype: str = "fp16"  # connector latents on disk: fp16, or int8 (about half the size); new index only
     # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
     lock_timeout: float = field(default_factory=lambda: float(os.environ.get("SALOVA_LOCK_TIMEOUT", "10")))
     progress: bool = True
@@ -80,6 +81,8 @@ class IndexOptions:
             problems.append(f"--fps must be in (0, 30], got {self.fps}")
         if self.batch_size < 1:
             problems.append(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.latent_dtype not in ("fp16", "int8"):
+            problems.append(f"--latent-dtype must be fp16 or int8, got {self.latent_dtype!r}")
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             problems.append(f"--shard {self.shard[0]}/{self.shard[1]}: need 0 <= I < N")
         if problems:
@@ -402,7 +405,8 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
     summary = IndexSummary(index=str(target), shard=f"{shard[0]}/{shard[1]}" if shard else None)
     models = models or load_models(options.model, options.encoder, options.device)
     with IndexStore.open(
-        target, writable=True, create=True, fingerprint=models.fingerprint(), lock_timeout=options.lock_timeout
+        target, writable=True, create=True, fingerprint=models.fingerprint(), lock_timeout=options.lock_timeout,
+        latent_dtype=options.latent_dtype,
     ) as store:
         if options.prune:
             gone = [v.path for v in store.videos() if not Path(v.path).exists()]
