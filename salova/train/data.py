@@ -325,7 +325,7 @@ def load_image(path: Path, fit: tuple[int, bool] | None = None) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))  # writable copy
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise TrainingDataError(f"{path.name}: cannot read image ({exc})") from None
     return (fit_frame(rgb, *fit) if fit else rgb)[None]

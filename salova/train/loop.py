@@ -416,8 +416,8 @@ class Trainer:
         self.stop.restore()
         if self.engine is not None and hasattr(self.engine, "destroy"):
             self.engine.destroy()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        # The process group stays: DeepSpeed keeps its own handle on it, and a second train() in the same
+        # process (tests, notebooks) reuses it.
 
 
 def _complete_tags(ckpt_dir: Path) -> list[tuple[int, Path]]:

@@ -1,0 +1,380 @@
+"""`salova train` (issue 5): presets, data readers, router labels, and real DeepSpeed ZeRO-2 runs on CPU.
+
+Training runs use the tiny random models (tests/models_fixtures.py), real H.264 videos and PNG images, and
+DeepSpeed itself (no mocks). Each run is a few optimizer steps on a batch that repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from salova.errors import TrainingDataError, UsageError
+from salova.models import Salova
+from salova.train import STAGE_PRESETS, TrainConfig, resolve_config, stage_preset, train
+from salova.train.data import Scene, assign_scenes, read_samples, router_labels, sample_frames
+from salova.train.engine import cosine_with_warmup, deepspeed_config
+from tests.cli_helpers import ROOT, cli
+from tests.videos import make_random_bytes, make_video
+
+CONFIGS = ROOT / "training" / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are latency-bound; one intra-op thread is faster and steadier on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- data on disk
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A 6 s video with three scenes (cuts at 2 s and 4 s) and a PNG image."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("train_media")
+    make_video(root / "clip.mp4", [(2.0, (230, 20, 20)), (2.0, "noise"), (2.0, (20, 20, 230))], fps=10, size=(64, 48))
+    Image.fromarray(np.full((40, 56, 3), (20, 200, 40), np.uint8)).save(root / "green.png")
+    return root
+
+
+def conv(q, a):
+    return [{"from": "human", "value": f"<video>\n{q}"}, {"from": "gpt", "value": a}]
+
+
+@pytest.fixture(scope="module")
+def llava_json(media):
+    """Stage 1/2 style: a video (segments detected like `salova index`) and an image."""
+    records = [
+        {"id": "v", "video": "clip.mp4", "conversations": conv("what happens in the video?", "red then blue")},
+        {"id": "i", "image": "green.png", "conversations": [
+            {"from": "human", "value": "<image>\nwhat color is this?"}, {"from": "gpt", "value": "green"}]},
+    ]
+    path = media / "llava.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def scenewalk_line(video="clip.mp4", **extra):
+    scenes = [
+        {"start_frame": 0, "end_frame": 20, "start_time": 0.0, "end_time": 2.0, "v2t_score": 0.30, "t2t_score": 0.1},
+        {"start_frame": 20, "end_frame": 40, "start_time": 2.0, "end_time": 4.0, "v2t_score": 0.05, "t2t_score": 0.9},
+        {"start_frame": 40, "end_frame": 60, "start_time": 4.0, "end_time": 6.0, "v2t_score": 0.02, "t2t_score": 0.1},
+    ]
+    return {"id": "sw0", "video": video, "total_time": 6.0, "clip_num": 3, "scenes": scenes,
+            "conversations": conv("describe the video in detail", "a red scene, noise, then a blue scene"), **extra}
+
+
+@pytest.fixture(scope="module")
+def scenewalk_jsonl(media):
+    path = media / "scenewalk.jsonl"
+    path.write_text(json.dumps(scenewalk_line()) + "\n" + json.dumps({**scenewalk_line(), "id": "sw1"}) + "\n")
+    return path
+
+
+def run(tmp_path, stage, data, init, name="out", **over):
+    """A few optimizer steps (2 micro-batches each) on tiny models; returns (result, output dir)."""
+    values = {"data": [str(data)], "output": str(tmp_path / name), "init": str(init), "global_batch_size": 2,
+              "micro_batch_size": 1, "max_steps": 5, "warmup_ratio": 0.0, "lr": 2e-3, "num_workers": 0,
+              "save_every": 0, "progress": False}
+    values.update(over)
+    return train(resolve_config(stage, None, values)), tmp_path / name
+
+
+def log_of(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- presets and configs
+def test_presets_are_the_papers_table_5():
+    s1, s15, s2 = (stage_preset(s) for s in ("1", "1.5", "2"))
+    assert s1.train_parts == ["connector", "router", "projector"]
+    assert "vision_encoder" not in s15.train_parts and {"llm", "text_encoder"} <= set(s15.train_parts)
+    assert set(s2.train_parts) == {"connector", "router", "projector", "llm", "text_encoder", "vision_encoder"}
+    assert (s1.lr, s15.lr, s2.lr) == (1e-3, 2e-5, 2e-5)
+    assert s15.encoder_lr == s2.encoder_lr == 2e-6
+    assert (s1.global_batch_size, s15.global_batch_size, s2.global_batch_size) == (256, 8, 64)
+    assert (s1.max_token_drop, s15.max_token_drop, s2.max_token_drop) == (0.0, 0.7, 0.4)
+    assert (s1.sim_loss_weight, s15.sim_loss_weight, s2.sim_loss_weight) == (5.0, 1.0, 1.0)
+    for c in (s1, s15, s2):
+        assert c.betas == [0.9, 0.999] and c.warmup_ratio == 0.03 and c.max_grad_norm == 1.0
+        assert c.epochs == 1 and c.max_length == 8192 and c.precision == "auto"
+        assert (c.v2t_threshold, c.t2t_threshold) == (0.18, 0.8)
+
+
+@pytest.mark.parametrize("stage,name", [("1", "stage1.yaml"), ("1.5", "stage1_5.yaml"), ("2", "stage2.yaml")])
+def test_shipped_recipes_equal_the_presets(stage, name):
+    from_file = resolve_config(None, CONFIGS / name, {"data": ["x.json"]})
+    expected = stage_preset(stage)
+    expected.data = ["x.json"]
+    assert from_file == expected
+
+
+def test_flags_win_over_config_file_over_preset(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("stage: '1'\nlr: 5.0e-4\nglobal_batch_size: 32\nmodel_overrides: {connector: {depth: 1}}\n")
+    cfg = resolve_config(None, cfg_file, {"data": ["d.json"], "global_batch_size": 16, "lr": None})
+    assert cfg.stage == "1" and cfg.lr == 5e-4 and cfg.global_batch_size == 16
+    assert cfg.max_token_drop == 0.0 and cfg.model_overrides == {"connector": {"depth": 1}}
+    flag_stage = resolve_config("2", cfg_file, {"data": ["d.json"]})  # --stage picks the preset; the file still applies
+    assert (flag_stage.stage, flag_stage.max_token_drop, flag_stage.lr) == ("2", 0.4, 5e-4)
+
+
+def test_config_problems_are_one_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="unknown training option"):
+        resolve_config("2", None, {"data": ["d"], "learning_rate": 1})
+    with pytest.raises(UsageError) as err:
+        resolve_config("2", None, {"data": ["d"], "lr": -1, "max_token_drop": 1.5, "focus": "magic"})
+    msg = str(err.value)
+    assert "lr must be > 0" in msg and "max_token_drop" in msg and "focus" in msg
+    with pytest.raises(UsageError, match="--stage"):
+        resolve_config("3", None, {"data": ["d"]})
+    with pytest.raises(UsageError, match="no training data"):
+        TrainConfig().validate()
+
+
+def test_deepspeed_config_is_zero2_from_the_preset(tmp_path):
+    cfg = stage_preset("2")
+    ds = deepspeed_config(cfg, world_size=4)
+    assert ds["zero_optimization"]["stage"] == 2
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (
+        64, 1, 16)
+    assert ds["optimizer"]["params"]["betas"] == [0.9, 0.999] and ds["optimizer"]["params"]["torch_adam"]
+    assert ds["gradient_clipping"] == 1.0
+    shipped = deepspeed_config(cfg, 4, CONFIGS / "zero2.json")  # "auto" everywhere: the same as generated
+    assert shipped == ds
+    with pytest.raises(UsageError, match="not a multiple"):
+        deepspeed_config(stage_preset("1.5"), world_size=3)
+    bad = tmp_path / "ds.json"
+    bad.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    with pytest.raises(UsageError, match="stage 3"):
+        deepspeed_config(cfg, 1, bad)
+    bad.write_text(json.dumps({"train_batch_size": 10, "train_micro_batch_size_per_gpu": 1,
+                               "gradient_accumulation_steps": 1}))
+    with pytest.raises(UsageError, match="train_batch_size"):
+        deepspeed_config(cfg, 1, bad)
+
+
+def test_cosine_schedule_with_warmup():
+    f = cosine_with_warmup(total_steps=100, warmup_steps=3)
+    assert [round(f(s), 3) for s in (0, 1, 3)] == [0.0, 0.333, 1.0]
+    assert f(50) == pytest.approx(0.5 * (1 + np.cos(np.pi * 47 / 97)))
+    assert f(100) == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------- data
+def test_router_labels_follow_the_paper_thresholds():
+    def s(v2t, t2t=None):
+        return Scene(0, 1, v2t=v2t, t2t=t2t)
+
+    assert router_labels((s(0.3), s(0.1, 0.9), s(0.1, 0.1))) == [True, True, False]  # v2t > .18 or t2t > .8
+    assert router_labels((s(0.1), s(0.15), s(0.05))) == [False, True, False]  # none: the best v2t
+    many = tuple(s(0.2 + i / 100) for i in range(8))
+    assert router_labels(many, max_positives=5) == [False] * 3 + [True] * 5  # capped to the best by v2t
+    assert router_labels((Scene(0, 1), Scene(1, 2))) is None  # no scores: unknown
+    assert router_labels((s(0.5), s(0.5)), v2t_threshold=0.6) == [True, False]
+
+
+def test_read_samples_skips_and_counts_bad_records(media, tmp_path):
+    good = scenewalk_line(video=str(media / "clip.mp4"))
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"id": "nomedia", "conversations": good["conversations"]}),
+        json.dumps({**good, "id": "gone", "video": "missing.mp4"}),
+        json.dumps({**good, "id": "noanswer", "conversations": [{"from": "human", "value": "hi"}]}),
+        json.dumps({**good, "id": "badscene", "scenes": [{"v2t_score": 1}]}),
+        "",
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(lines))
+    samples, report = read_samples([data])
+    assert [s.id for s in samples] == ["sw0"]
+    assert dict(report.skipped) == {"malformed": 4, "missing media": 1}
+    assert samples[0].question == "describe the video in detail" and samples[0].kind == "video"
+    with pytest.raises(TrainingDataError, match="not found"):
+        read_samples([tmp_path / "nope.json"])
+    data.write_text("{not json\n")
+    with pytest.raises(TrainingDataError, match="no usable training samples"):
+        read_samples([data])
+
+
+def test_llava_json_roots_and_images(llava_json, media):
+    samples, _ = read_samples([llava_json], video_root=media)
+    assert [(s.kind, s.media.name, s.scenes) for s in samples] == [("video", "clip.mp4", None),
+                                                                  ("image", "green.png", None)]
+    assert samples[1].question == "what color is this?" and samples[1].answer == "green"
+
+
+def test_frames_follow_the_data_scenes(media):
+    video = sample_frames(media / "clip.mp4", 1.0, fit=(32, True))
+    assert video.frames.shape == (6, 32, 43, 3)  # 64x48 shrunk: shortest side to the encoder's input size
+    assert video.cuts == [20, 40]
+    groups = assign_scenes(video, (Scene(0.0, 2.0), Scene(2.0, 2.2), Scene(2.0, 6.0)))
+    assert [g.tolist() for g in groups] == [[0, 1], [2], [2, 3, 4, 5]]  # a short scene gets its nearest frame
+
+
+# ---------------------------------------------------------------- training runs (DeepSpeed ZeRO-2, CPU)
+@pytest.mark.parametrize("stage", ["1", "1.5", "2"])
+def test_each_stage_learns_a_repeated_batch_and_saves_a_loadable_checkpoint(
+    stage, tmp_path, salova_dir, llava_json, scenewalk_jsonl
+):
+    data = scenewalk_jsonl if stage == "1.5" else llava_json
+    result, out = run(tmp_path, stage, data, salova_dir)
+    log = log_of(out)
+    assert result.steps == 5 and [x["step"] for x in log] == [1, 2, 3, 4, 5]
+    assert log[-1]["loss"] < log[0]["loss"] and log[-1]["lm_loss"] < log[0]["lm_loss"]
+    assert all(x["sim_loss"] is not None for x in log)  # in-batch negatives (1) / labelled scenes (1.5)
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["stage"] == stage and cfg["world_size"] == 1 and cfg["bf16"] is False
+    assert cfg["max_token_drop"] == STAGE_PRESETS[stage]["max_token_drop"]
+    ds = json.loads((out / "ds_config.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_accumulation_steps"] == 2
+
+    before = Salova.from_pretrained(salova_dir)
+    model = Salova.from_pretrained(out)
+    assert model.llm is not None and model.config.connector.max_token_drop == STAGE_PRESETS[stage]["max_token_drop"]
+    changed = lambda a, b: not torch.equal(a, b)  # noqa: E731
+    assert changed(model.router.text_proj.weight, before.router.text_proj.weight)
+    assert changed(model.projector[0].weight, before.projector[0].weight)
+    llm_w = model.llm.model.get_input_embeddings().weight
+    vis_w = model.encoder.model.vision_model.embeddings.patch_embedding.weight
+    txt_w = model.encoder.model.text_model.embeddings.token_embedding.weight
+    if stage == "1":  # LLM and encoders frozen: not saved, loaded from the originals
+        assert not (out / "llm").exists() and not (out / "encoder").exists()
+        assert torch.equal(llm_w, before.llm.model.get_input_embeddings().weight)
+    else:
+        assert (out / "llm" / "config.json").is_file() and (out / "encoder" / "config.json").is_file()
+        assert changed(llm_w, before.llm.model.get_input_embeddings().weight)
+        assert changed(txt_w, before.encoder.model.text_model.embeddings.token_embedding.weight)
+    vision_trained = changed(vis_w, before.encoder.model.vision_model.embeddings.patch_embedding.weight)
+    assert vision_trained == (stage == "2")
+
+
+def test_retrieval_only_training_without_an_llm(tmp_path, salova_retrieval_dir, scenewalk_jsonl):
+    result, out = run(tmp_path, "1", scenewalk_jsonl, salova_retrieval_dir, router_query="question",
+                      in_batch_negatives=False, max_steps=4)
+    log = log_of(out)
+    assert log[0]["lm_loss"] is None and log[-1]["sim_loss"] < log[0]["sim_loss"]
+    assert Salova.from_pretrained(out).llm is None
+
+
+def test_bad_samples_are_skipped_counted_and_reported(tmp_path, media, salova_dir, capsys):
+    make_random_bytes(tmp_path / "junk.mp4")
+    lines = [json.dumps(scenewalk_line(video=str(media / "clip.mp4"))), "[1, 2",
+             json.dumps(scenewalk_line(video=str(tmp_path / "junk.mp4"))),
+             json.dumps(scenewalk_line(video=str(tmp_path / "absent.mp4")))]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    result, out = run(tmp_path, "1.5", data, salova_dir, max_steps=1)
+    assert result.steps == 1
+    assert result.skipped == {"malformed": 1, "missing media": 1, "unreadable media": 1}
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["skipped"] == result.skipped
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, salova_dir, llava_json):
+    """SIGINT saves a resumable checkpoint (exit code 130); --resume restores weights, optimizer and
+    scheduler state and the data position, so the final model is the one an uninterrupted run makes."""
+    common = dict(max_steps=8, max_token_drop=0.5)
+    ref, ref_out = run(tmp_path, "2", llava_json, salova_dir, name="ref", **common)
+
+    out = tmp_path / "cut"
+    done = threading.Event()
+
+    def interrupt_after_first_step():
+        log = out / "train_log.jsonl"
+        while not done.is_set():
+            if log.is_file() and log.read_text().count("\n") >= 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=interrupt_after_first_step, daemon=True)
+    killer.start()
+    try:
+        cut, _ = run(tmp_path, "2", llava_json, salova_dir, name="cut", **common)
+    finally:
+        done.set()
+        killer.join()
+    assert cut.interrupted == "SIGINT" and cut.exit_code == 130
+    assert 2 <= cut.steps < 8 and Path(cut.checkpoint).name == f"step{cut.steps}"
+    assert not (out / "model.safetensors").exists()  # no final checkpoint for an interrupted run
+    with pytest.raises(UsageError, match="--resume"):
+        run(tmp_path, "2", llava_json, salova_dir, name="cut", **common)
+
+    resumed, _ = run(tmp_path, "2", llava_json, salova_dir, name="cut", resume=True, **common)
+    assert resumed.steps == 8 and resumed.interrupted is None
+    assert [x["step"] for x in log_of(out)] == list(range(1, 9))
+    a, b = Salova.from_pretrained(ref_out), Salova.from_pretrained(out)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=name)
+    ref_log, cut_log = log_of(ref_out), log_of(out)
+    assert [x["lr"] for x in ref_log] == [x["lr"] for x in cut_log]
+    for x, y in zip(ref_log, cut_log, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
+
+
+def test_periodic_checkpoints_are_pruned(tmp_path, salova_dir, llava_json):
+    result, out = run(tmp_path, "1", llava_json, salova_dir, max_steps=6, save_every=2, keep_checkpoints=1)
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
+    assert kept == ["step4"] and (out / "checkpoints" / "step4" / "trainer_state.json").is_file()
+    assert result.checkpoint.endswith("step4")
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_trains_and_prints_one_summary_line(capsys, tmp_path, salova_dir, llava_json):
+    r = cli(capsys, "train", "--stage", "1", "--data", llava_json, "--init", salova_dir, "-o", tmp_path / "o",
+            "--global-batch", 2, "--micro-batch", 2, "--max-steps", 2, "--num-workers", 0, "--lr", 1e-3,
+            "--set", "warmup_ratio=0", "--quiet")
+    assert r.code == 0, r.err
+    assert (tmp_path / "o" / "model.safetensors").is_file()
+    r = cli(capsys, "train", "--stage", "1", "--data", llava_json, "--init", salova_dir, "-o", tmp_path / "p",
+            "--global-batch", 2, "--micro-batch", 2, "--max-steps", 1, "--num-workers", 0)
+    assert r.code == 0, r.err
+    assert r.out.startswith("stage 1: 1 steps, 2 samples") and r.out.strip().endswith(str(tmp_path / "p"))
+
+
+def test_cli_print_config_and_errors(capsys, tmp_path):
+    r = cli(capsys, "train", "--stage", "1.5", "--data", "d.jsonl", "--lr", "3e-5", "--set", "top_k=3",
+            "--print-config")
+    cfg = json.loads(r.out)
+    assert r.code == 0 and cfg["lr"] == 3e-5 and cfg["top_k"] == 3 and cfg["max_token_drop"] == 0.7
+    r = cli(capsys, "train", "--data", tmp_path / "missing.json", "-o", tmp_path / "o")
+    assert r.code == 1 and "training data file not found" in r.err and len(r.err.strip().splitlines()) == 1
+    r = cli(capsys, "train", "--stage", "7", "--data", "x.json")
+    assert r.code == 2 and "--stage" in r.err
+
+
+# ---------------------------------------------------------------- multi-process
+def test_two_processes_under_torchrun(tmp_path, salova_dir, llava_json):
+    """`torchrun --nproc_per_node 2 -m salova_cli train ...`: gloo on CPU, one checkpoint from rank 0."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "salova_cli", "train", "--stage", "2", "--data", str(llava_json), "--init", str(salova_dir), "-o", str(out),
+           "--global-batch", "2", "--micro-batch", "1", "--max-steps", "3", "--num-workers", "0", "--lr", "1e-3",
+           "--set", "warmup_ratio=0", "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["gradient_accumulation_steps"] == 1
+    log = log_of(out)
+    assert [x["step"] for x in log] == [1, 2, 3] and all(x["samples_per_s"] > 0 for x in log)
+    assert Salova.from_pretrained(out).llm is not None
