@@ -267,7 +267,9 @@ class Asker:
                 with torch.inference_mode():
                     tokens = text.tokens.to(dev).expand(len(vids), -1, -1)
                     tmask = text.mask.to(dev).expand(len(vids), -1)
-                    scores = router(torch.from_numpy(batch).to(dev), tokens, tmask, torch.from_numpy(mask).to(dev))
+                    query = text.sentence.to(dev).expand(len(vids), -1) if text.sentence is not None else None
+                    scores = router(torch.from_numpy(batch).to(dev), tokens, tmask, torch.from_numpy(mask).to(dev),
+                                    text_query=query)
                 row = {v: b for b, v in enumerate(vids)}
                 hits = [(v, i, float(scores[row[v], i])) for v, i, _ in candidates if v in row]
         hits = sorted(hits, key=lambda h: -h[2])[:limit]

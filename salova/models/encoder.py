@@ -48,6 +48,7 @@ class TextFeatures:
     tokens: torch.Tensor  # [b, t, e] penultimate-layer token features
     mask: torch.Tensor  # [b, t] bool, True for real tokens
     joint: torch.Tensor  # [b, j] L2-normalised joint-space text embedding
+    sentence: torch.Tensor | None = None  # [b, e] penultimate-layer feature at the pooled position
 
 
 @dataclass(frozen=True)
@@ -234,9 +235,26 @@ class VisionTextEncoder(nn.Module):
         else:
             out = self.model.text_model(input_ids=enc["input_ids"], attention_mask=mask, output_hidden_states=True)
             joint = self.model.text_projection(out.pooler_output)
+        hidden = out.hidden_states[-2]
+        pooled = self._pooled_positions(enc["input_ids"], mask)  # [b]
+        sentence = hidden[torch.arange(hidden.shape[0], device=hidden.device), pooled]
         return TextFeatures(
-            tokens=out.hidden_states[-2], mask=mask.bool(), joint=F.normalize(joint.float(), dim=-1)
+            tokens=hidden, mask=mask.bool(), joint=F.normalize(joint.float(), dim=-1), sentence=sentence
         )
+
+    def _pooled_positions(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The position each encoder pools its sentence from: CLIP's EOS token, SigLIP's last token.
+
+        CLIP's text transformer is causal, so its first token sees nothing of the sentence; the EOS
+        position is the one that summarises it (and the one CLIP projects into the joint space).
+        """
+        if self.model_type == "siglip":
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, device=input_ids.device)
+        eos = self.model.config.text_config.eos_token_id
+        is_eos = input_ids == eos if eos is not None else torch.zeros_like(mask, dtype=torch.bool)
+        last_real = mask.long().sum(1) - 1
+        first_eos = is_eos.int().argmax(1)
+        return torch.where(is_eos.any(1), first_eos, last_real)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -2,8 +2,11 @@
 
 Routing tokens (one per segment) are the queries; the question's text-encoder token features are the
 keys/values (cross-attention, paper Sec. 4.1.2). A learned global token sits among the keys so a segment
-can attend to "nothing in particular". Score of segment i = cos(out_i, text_0) * exp(logit_scale),
-where text_0 is the question's first (projected, position-embedded) token.
+can attend to "nothing in particular". Score of segment i = cos(out_i, q) * exp(logit_scale), where q is
+the question's sentence token, projected. The reference implementation takes the first text token; that
+is the sentence summary for a bidirectional encoder (SigLIP) but sees only itself in CLIP's causal text
+transformer, so the caller passes the encoder's pooled position (CLIP: EOS) as ``text_query``; without
+it the first token is used, as in the reference.
 
 Notation: b questions (one video each), n segments, t text tokens, d d_model, v routing width, e text width.
 """
@@ -94,12 +97,17 @@ class SegmentRouter(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    def sentence(self, text_query: torch.Tensor) -> torch.Tensor:
+        """The sentence feature [b, e] projected to the score space [b, d]."""
+        return self.text_pos.norm(self.text_proj(text_query))
+
     def forward(
         self,
         routing: torch.Tensor,
         text_tokens: torch.Tensor,
         text_mask: torch.Tensor,
         segment_mask: torch.Tensor | None = None,
+        text_query: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Score segments.
 
@@ -108,6 +116,7 @@ class SegmentRouter(nn.Module):
             text_tokens: [b, t, e] penultimate-layer text features of each question.
             text_mask: [b, t] bool, True for real text tokens.
             segment_mask: [b, n] bool, True for real segments (None: all real).
+            text_query: [b, e] the sentence feature to score against (None: the first text token).
         Returns:
             scores: [b, n] logits; padded segments get -inf.
         """
@@ -118,7 +127,8 @@ class SegmentRouter(nn.Module):
         key_pad = torch.cat([text_mask.new_zeros(b, 1), ~text_mask.bool()], dim=1)  # [b, 1+t]
         for layer in self.layers:
             seg = layer(seg, keys, key_pad)
-        scores = torch.einsum("bnd,bd->bn", F.normalize(seg, dim=-1), F.normalize(text[:, 0], dim=-1))
+        query = text[:, 0] if text_query is None else self.sentence(text_query.to(seg.dtype))  # [b, d]
+        scores = torch.einsum("bnd,bd->bn", F.normalize(seg, dim=-1), F.normalize(query, dim=-1))
         scores = scores * self.logit_scale.exp()
         if segment_mask is not None:
             scores = scores.masked_fill(~segment_mask.bool(), float("-inf"))

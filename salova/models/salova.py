@@ -114,7 +114,8 @@ class Salova(nn.Module):
         """Router scores [n] for one video's routing tokens [n, d] and a question (text or its features)."""
         text = self.encoder.encode_text([question]) if isinstance(question, str) else question
         dev = self.router.logit_scale.device
-        return self.router(routing[None].to(dev), text.tokens.to(dev), text.mask.to(dev))[0]
+        query = text.sentence.to(dev) if text.sentence is not None else None
+        return self.router(routing[None].to(dev), text.tokens.to(dev), text.mask.to(dev), text_query=query)[0]
 
     def answer(
         self, question: str, routing: torch.Tensor, latents: torch.Tensor, scores: torch.Tensor,
