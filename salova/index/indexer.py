@@ -96,6 +96,7 @@ class FileOutcome:
     segments: int = 0
     seconds: float = 0.0
     error: str | None = None
+    warning: str | None = None  # indexed, but not all of it: e.g. decoding stopped early (truncated/corrupt file)
 
 
 @dataclass
@@ -110,6 +111,7 @@ class IndexSummary:
     seconds: float = 0.0
     shard: str | None = None
     failures: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # {"path", "warning"}: indexed only in part
     files: list[FileOutcome] = field(default_factory=list)
 
     def add(self, outcome: FileOutcome) -> None:
@@ -118,6 +120,8 @@ class IndexSummary:
         self.segments += outcome.segments
         if outcome.status == "failed":
             self.failures.append({"path": outcome.path, "error": outcome.error})
+        if outcome.warning:
+            self.warnings.append({"path": outcome.path, "warning": outcome.warning})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -285,7 +289,8 @@ class Indexer:
             shard=self.shard,
         )
         status = "updated" if old is not None and old.status == "indexed" else "indexed"
-        return FileOutcome(spath, status, len(segments), time.perf_counter() - t0)
+        warning = " ".join("; ".join(result.warnings).split()) or None  # one line
+        return FileOutcome(spath, status, len(segments), time.perf_counter() - t0, warning=warning)
 
     def _fail(self, path: str, state: tuple[int, int, str] | None, error: str, t0: float) -> FileOutcome:
         error = " ".join(error.split())  # one line

@@ -60,6 +60,7 @@ VIDEO_COLUMNS = (
     "num_segments"
 )
 SEGMENT_COLUMNS = "video_id, idx, start_s, end_s, start_frame, end_frame, vec_row, frame_row, frame_count"
+INSERT_VIDEO = f"INSERT INTO videos ({VIDEO_COLUMNS}) VALUES ({', '.join('?' * len(VIDEO_COLUMNS.split(',')))})"
 INSERT_SEGMENTS = (
     f"INSERT INTO segments ({SEGMENT_COLUMNS}) SELECT UNNEST(?::BIGINT[]), UNNEST(?::INTEGER[]), "
     "UNNEST(?::DOUBLE[]), UNNEST(?::DOUBLE[]), UNNEST(?::BIGINT[]), UNNEST(?::BIGINT[]), UNNEST(?::BIGINT[]), "

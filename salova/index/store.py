@@ -52,6 +52,7 @@ from salova.index.schema import (
     DB_FILE,
     DDL,
     INSERT_SEGMENTS,
+    INSERT_VIDEO,
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
     UPSERT_META,
@@ -832,10 +833,9 @@ class IndexStore:
                 [gone],
             )
             con.execute("DELETE FROM videos WHERE path IN (SELECT UNNEST(?::TEXT[]))", [gone])
-        placeholders = ", ".join("?" * len(VIDEO_COLUMNS.split(",")))
         for rec, w, (s_first, f_first) in zip(records, writes, plan, strict=True):
             con.execute(
-                f"INSERT INTO videos ({VIDEO_COLUMNS}) VALUES ({placeholders})",
+                INSERT_VIDEO,
                 [rec.id, rec.path, rec.size, rec.mtime_ns, rec.content_hash, rec.duration_s, rec.fps,
                  rec.num_frames, rec.status, rec.error, rec.indexed_at, rec.shard, rec.num_segments],
             )  # fmt: skip
