@@ -284,3 +284,21 @@ def test_paper_defaults():
 def test_zero_shot_scores_are_cosines():
     seg = np.eye(3, dtype=np.float32)
     np.testing.assert_allclose(zero_shot_scores(seg, np.array([0, 2.0, 0])), [0, 1, 0])
+
+
+def test_clip_sentence_token_is_the_eos_position(clip_dir):
+    enc = VisionTextEncoder.from_pretrained(clip_dir)
+    text = enc.encode_text(["red", "when does the dog run in the park"])
+    eos = enc.model.config.text_config.eos_token_id
+    ids = enc.tokenize(["red", "when does the dog run in the park"])["input_ids"]
+    for b in range(2):
+        pos = int((ids[b] == eos).nonzero()[0])
+        torch.testing.assert_close(text.sentence[b], text.tokens[b, pos])
+    # The router scores against it; without it, against the first token (the reference's reading).
+    router = tiny_router().eval()
+    routing = torch.randn(1, 4, 16)
+    tokens, mask = torch.randn(1, 5, 12), torch.ones(1, 5, dtype=torch.bool)
+    with_query = router(routing, tokens, mask, text_query=tokens[:, 3])
+    first = router(routing, tokens, mask)
+    assert not torch.allclose(with_query, first)
+    torch.testing.assert_close(first, router(routing, tokens, mask, text_query=None))
