@@ -56,7 +56,9 @@ def write_video(path: Path, looks: list[str], durations: list[int], rng: np.rand
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream("libx264", rate=Fraction(FPS))
         stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
+        # Lossless (qp 0): x264's rate control is not bit-reproducible from run to run on a busy machine;
+        # lossless frames decode to the same pixels whatever the encoder decided.
+        stream.options = {"qp": "0", "preset": "veryfast"}
         pts = 0
         for name, seconds in zip(looks, durations, strict=True):
             for i in range(seconds * FPS):

@@ -142,7 +142,9 @@ class SalovaForTraining(nn.Module):
                 group_labels = torch.zeros(all_routing.shape[0], dtype=torch.bool, device=routing.device)
                 group_labels[offset : offset + sizes[i]] = own
             dev = self.salova.router.logit_scale.device
-            scores = self.salova.router(group[None], text.tokens.to(dev), text.mask.to(dev))[0].float()  # [N]
+            query = text.sentence.to(dev) if text.sentence is not None else None  # as Salova.score does
+            scores = self.salova.router(group[None], text.tokens.to(dev), text.mask.to(dev), text_query=query)
+            scores = scores[0].float()  # [N]
             # Unknown labels (no scores in the data) teach the router nothing without other samples' negatives.
             if labels is not None or not bool(group_labels.all()):
                 bce, margin = similarity_loss(scores, group_labels, self.sim_margin)

@@ -22,6 +22,7 @@ import logging
 import math
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -177,6 +178,10 @@ class Trainer:
             _write_json(self.out / "ds_config.json", ds_config)
             if not cfg.resume and self.log_path.exists():
                 self.log_path.unlink()
+            elif cfg.resume and self.log_path.exists():  # drop steps done after the checkpoint: they are redone
+                kept = [x for x in self.log_path.read_text().splitlines()
+                        if x.strip() and json.loads(x).get("step", 0) <= self.start_step]
+                self.log_path.write_text("".join(x + "\n" for x in kept))
         logger.info("stage %s: %d samples, %d steps (%d per epoch), accumulation %d, world %d, %s", cfg.stage,
                     len(self.samples), self.total_steps, self.steps_per_epoch, self.accum, self.world,
                     "bf16" if self.bf16 else "fp32")
@@ -250,7 +255,9 @@ class Trainer:
         skipped_decode: dict[str, int] = {}
         bar = None
         if self.rank == 0 and cfg.progress:
-            bar = tqdm(total=self.total_steps, initial=step, desc=f"stage {cfg.stage}", unit="step", dynamic_ncols=True)
+            tty = sys.stderr.isatty()  # batch-job logs get a line every 30 s, not every step
+            bar = tqdm(total=self.total_steps, initial=step, desc=f"stage {cfg.stage}", unit="step",
+                       dynamic_ncols=True, mininterval=0.5 if tty else 30.0)
         t_start = time.perf_counter()
         sums = torch.zeros(4, dtype=torch.float64)  # loss, lm, sim, samples (this step, this rank)
         counts = torch.zeros(3, dtype=torch.float64)
