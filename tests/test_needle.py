@@ -64,7 +64,7 @@ def train_needle_router(model: Salova, steps: int = 200, lr: float = 3e-3, seed:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 
