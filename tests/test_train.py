@@ -39,6 +39,19 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_process_env():
+    """A one-process training run fills in RANK, WORLD_SIZE, ... ; other test modules should not see them."""
+    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR")
+    before = {k: os.environ.get(k) for k in keys}
+    yield
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 # ---------------------------------------------------------------- data on disk
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):

@@ -125,7 +125,14 @@ class Trainer:
         self.accum = accumulation_steps(cfg, self.world)  # a bad batch split fails before any loading
         ds_config = deepspeed_config(cfg, self.world, cfg.deepspeed)
         self.bf16 = bool(ds_config.get("bf16", {}).get("enabled"))
-        self.samples, self.report = read_samples(cfg.data, cfg.video_root, cfg.image_root)
+        data_log = logging.getLogger("salova.train.data")
+        level = data_log.level
+        if self.rank != 0:  # every rank reads the same files: report their problems once
+            data_log.setLevel(logging.ERROR)
+        try:
+            self.samples, self.report = read_samples(cfg.data, cfg.video_root, cfg.image_root)
+        finally:
+            data_log.setLevel(level)
         self.device = init_distributed(self.local_rank)
         torch.manual_seed(cfg.seed)  # fresh connector/router/projector weights are the same on every rank
         model = self.build_model()
