@@ -99,9 +99,10 @@ def make_split(root: Path, name: str, n: int, segments: int, rng: np.random.Gene
 def reinit_position_tables(checkpoint: Path, std: float, seed: int) -> None:
     """Redraw the SR-Router's segment/text position tables ~ N(0, std^2) in a saved checkpoint.
 
-    ``LearnedPositions`` tables start as ``nn.Embedding``'s N(0, 1) and are added to the projected routing and
-    text features before a LayerNorm; the tiny encoder's projected text features have std ~0.03, so the router
-    first sees almost only positions. (The reference adds its position embeddings to queries/keys only.)
+    The tables are added to the projected routing and text features before a LayerNorm; the tiny encoder's
+    projected text features have std ~0.03, so with ``nn.Embedding``'s default N(0, 1) the router first sees
+    almost only positions. (The reference adds its position embeddings to queries/keys only.) Harmless when
+    the model already draws them small.
     """
     from salova.models import Salova
 
@@ -151,8 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pos-init-std", type=float, default=0.02,
                     help="re-initialise the router's learned position tables with this std before training "
-                         "(0: keep salova.models' N(0, 1) init, which drowns the tiny encoder's features; see "
-                         "docs/benchmarks.md)")
+                         "(0: keep the tables the model drew; an N(0, 1) init drowns the tiny encoder's features, "
+                         "see docs/benchmarks.md)")
     args = ap.parse_args(argv)
 
     from salova.tiny import make_tiny_encoder, make_tiny_salova
