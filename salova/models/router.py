@@ -96,6 +96,10 @@ class SegmentRouter(nn.Module):
                 nn.init.normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                # Position tables are added to projected features (std ~0.02-0.05) before a LayerNorm;
+                # nn.Embedding's N(0, 1) would drown the content and slow learning several-fold.
+                nn.init.normal_(m.weight, std=0.02)
 
     def sentence(self, text_query: torch.Tensor) -> torch.Tensor:
         """The sentence feature [b, e] projected to the score space [b, d]."""

@@ -10,13 +10,15 @@ Output directory layout::
     OUT/train_summary.json               steps, samples, skipped samples by reason, seconds
     OUT/checkpoints/<tag>/               resumable DeepSpeed checkpoints (+ trainer_state.json), ``latest``
 
-The resumable checkpoints are DeepSpeed's own files (``torch.save`` pickles, loaded with
-``weights_only=False`` by DeepSpeed): resume only from checkpoints you wrote. Everything salova itself
+The resumable checkpoints are DeepSpeed's own files (``torch.save`` format). DeepSpeed would load them
+with ``weights_only=False``; salova forces ``weights_only=True`` during a resume, allowlisting only the few
+plain-data DeepSpeed classes they contain, so a tampered checkpoint cannot run code. Everything else salova
 reads back (trainer_state.json, the SALOVA checkpoint) is JSON or safetensors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -405,10 +407,11 @@ class Trainer:
         if state.get("samples") != len(self.samples) or state.get("global_batch_size") != self.cfg.global_batch_size:
             logger.warning("resuming %s with different data or batch size than it was saved with: the data order "
                            "will not continue exactly", path.name)
-        load_path, _ = self.engine.load_checkpoint(
-            str(self.ckpt_dir), tag=path.name, load_module_strict=False, load_optimizer_states=True,
-            load_lr_scheduler_states=True,
-        )
+        with _weights_only_torch_load():
+            load_path, _ = self.engine.load_checkpoint(
+                str(self.ckpt_dir), tag=path.name, load_module_strict=False, load_optimizer_states=True,
+                load_lr_scheduler_states=True,
+            )
         if load_path is None:
             raise CheckpointError(f"--resume: DeepSpeed could not load {path}")
         logger.info("resumed from %s (step %d)", path, step)
@@ -432,6 +435,33 @@ class Trainer:
             self.engine.destroy()
         # The process group stays: DeepSpeed keeps its own handle on it, and a second train() in the same
         # process (tests, notebooks) reuses it.
+
+
+@contextlib.contextmanager
+def _weights_only_torch_load():
+    """DeepSpeed loads its checkpoint files with ``weights_only=False`` (arbitrary unpickling); force the
+    restricted unpickler for the length of a resume so a tampered checkpoint cannot run code."""
+    real = torch.load
+
+    def safe_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+            yield
+    finally:
+        torch.load = real
+
+
+def _deepspeed_safe_globals() -> list:
+    """The plain-data classes DeepSpeed writes into its checkpoints (allowlisted for weights_only loads)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
 def _complete_tags(ckpt_dir: Path) -> list[tuple[int, Path]]:
