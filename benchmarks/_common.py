@@ -162,6 +162,7 @@ def scene_video(seconds: float, size: tuple[int, int], fps: int, *, seed: int = 
 class ProcResult:
     wall_s: float
     peak_rss: int  # bytes: the child's peak resident set (VmHWM), see run_child
+    cpu_s: float  # user + system CPU seconds of the child, all its threads
     code: int
     out: str
     err: str
@@ -214,7 +215,7 @@ def run_child(cmd: list[str], env: dict | None = None, timeout: float = 3600) ->
         out.seek(0)
         err.seek(0)
         peak = hwm if hwm is not None else usage.ru_maxrss * 1024
-        return ProcResult(wall, peak, proc.returncode,
+        return ProcResult(wall, peak, usage.ru_utime + usage.ru_stime, proc.returncode,
                           out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
