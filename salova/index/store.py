@@ -698,11 +698,11 @@ class IndexStore:
             rows["routing"] = np.stack([np.asarray(s.routing, dtype=np.float32).reshape(-1) for s in segs])
             dims["d_route"] = rows["routing"].shape[1]
         if has_latents:
-            latents = np.stack([np.asarray(s.latents, dtype=np.float32) for s in segs])  # [N x L x d_lat]
-            if latents.ndim != 3:
+            shapes = {np.shape(s.latents) for s in segs}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 2:
                 raise ValueError(f"{record.path}: latents must be [L x d_lat] per segment")
-            dims["latent_len"], dims["d_lat"] = latents.shape[1:]
-            rows.update(self._encode_latents(latents))
+            dims["latent_len"], dims["d_lat"] = next(iter(shapes))
+            rows.update(self._encode_latents([s.latents for s in segs]))
         columns = {
             "idx": np.arange(len(segs), dtype=np.int32),
             "start_s": np.array([s.start_s for s in segs], dtype=np.float64),
@@ -713,12 +713,21 @@ class IndexStore:
         }
         return _Write(record, columns, rows, dims)
 
-    def _encode_latents(self, latents: np.ndarray) -> dict[str, np.ndarray]:
-        """latents [N x L x d_lat] float -> rows of the latent store(s) in this index's latent dtype."""
+    def _encode_latents(self, latents: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """N segments' latents [L x d_lat] -> rows of the latent store(s) in this index's latent dtype.
+
+        Filled one segment at a time: no float32 copy of the whole video's latents (5x their size at peak).
+        """
+        n, (length, width) = len(latents), np.shape(latents[0])
         if self.latent_dtype == "int8":
-            q, scale = quantize_int8(latents)
+            q, scale = np.empty((n, length, width), np.int8), np.empty((n, length), np.float32)
+            for i, x in enumerate(latents):
+                q[i], scale[i] = quantize_int8(x)
             return {"latents": q, "latent_scales": scale}
-        return {"latents": latents.astype(np.float16)}
+        out = np.empty((n, length, width), np.float16)
+        for i, x in enumerate(latents):
+            out[i] = x
+        return {"latents": out}
 
     def _commit(self, writes: list[_Write], remove: list[str]) -> list[int]:
         """Append the writes' rows, fsync, then one transaction: the only way the index changes."""
@@ -754,7 +763,8 @@ class IndexStore:
             for name, f in files.items():
                 chunks = [w.rows[name] for w in writes if name in w.rows]
                 if chunks:
-                    f.append(seg0 if name in SEGMENT_STORES else frame0, np.concatenate(chunks))
+                    rows = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)  # no copy for one video
+                    f.append(seg0 if name in SEGMENT_STORES else frame0, rows)
             for f in files.values():
                 f.sync()
         except OSError as e:
