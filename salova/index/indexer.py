@@ -196,7 +196,11 @@ def shard_dir(index_dir: Path, shard: tuple[int, int]) -> Path:
 
 # ---------------------------------------------------------------------------------------- frames
 class _FrameBuffer:
-    """Encoded 1-FPS frames awaiting their scene's end. Patch features live in a temp file (bounded RAM)."""
+    """Encoded 1-FPS frames awaiting their scene's end.
+
+    Patch features (the large part: p x d per frame) live in a temporary file and are read back one
+    segment at a time, so RAM does not grow with scene or video length.
+    """
 
     def __init__(self, keep_patches: bool):
         self.keep_patches = keep_patches
@@ -204,49 +208,86 @@ class _FrameBuffer:
         self.times: list[float] = []
         self.joint: list[np.ndarray] = []
         self.cls: list[np.ndarray] = []
+        self.joint_width = 0
         # closed by close(); a context manager cannot span the scan loop
         self._file = tempfile.TemporaryFile(prefix="salova-patches-") if keep_patches else None  # noqa: SIM115
-        self._row_shape: tuple[int, ...] | None = None
+        self._row_shape: tuple[int, ...] = ()
+        self._start = 0  # file row of the first buffered frame
+        self._rows = 0  # rows in the file
 
     def add(self, frames: list[SampledFrame], feats) -> None:
         self.index += [f.frame_index for f in frames]
         self.times += [f.time_s for f in frames]
-        self.joint += list(feats.joint.float().cpu().numpy())
+        joint = feats.joint.float().cpu().numpy()
+        self.joint_width = joint.shape[1]
+        self.joint += list(joint)
         if self.keep_patches:
             self.cls += list(feats.cls.float().cpu().numpy())
-            patches = feats.patches.to(torch.float16).cpu().numpy()  # [b, p, d]
+            patches = np.ascontiguousarray(feats.patches.to(torch.float16).cpu().numpy())  # [b, p, d]
             self._row_shape = patches.shape[1:]
-            self._file.seek(0, os.SEEK_END)
-            self._file.write(patches.tobytes())
+            os.pwrite(self._file.fileno(), patches.tobytes(), self._rows * patches[0].nbytes)
+            self._rows += len(patches)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def take_before(self, frame: int) -> dict:
-        """Remove and return the buffered frames with frame_index < frame."""
+        """Remove and return the buffered frames with frame_index < frame (patches stay on disk until
+        ``release``; read them with ``read_patches``)."""
         n = sum(1 for i in self.index if i < frame)
         out = {
             "index": self.index[:n],
             "times": np.asarray(self.times[:n], dtype=np.float64),
-            "joint": np.asarray(self.joint[:n], dtype=np.float32).reshape(n, -1),
+            "joint": np.asarray(self.joint[:n], dtype=np.float32).reshape(n, self.joint_width),
+            "first_row": self._start,
         }
         self.index, self.times, self.joint = self.index[n:], self.times[n:], self.joint[n:]
         if self.keep_patches:
             out["cls"] = np.asarray(self.cls[:n], dtype=np.float32)
             self.cls = self.cls[n:]
-            row = int(np.prod(self._row_shape)) if self._row_shape else 0
-            self._file.seek(0)
-            data = np.frombuffer(self._file.read(), dtype=np.float16)
-            out["patches"] = data[: n * row].reshape(n, *self._row_shape) if n else None
-            rest = data[n * row :].tobytes()
-            self._file.seek(0)
-            self._file.truncate()
-            self._file.write(rest)
+            self._start += n
         return out
+
+    def read_patches(self, first: int, count: int) -> np.ndarray:
+        """Rows first..first+count-1 of the patch file -> [count, p, d] float16."""
+        row_bytes = int(np.prod(self._row_shape)) * 2
+        data = os.pread(self._file.fileno(), count * row_bytes, first * row_bytes)
+        return np.frombuffer(data, dtype=np.float16).reshape(count, *self._row_shape)
+
+    def release(self) -> None:
+        """Drop patch rows no buffered frame needs any more (all of them once the buffer is empty)."""
+        if self.keep_patches and not self.index:
+            self._file.truncate(0)
+            self._start = self._rows = 0
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+class _LatentSpill:
+    """Connector latents of a video's finished segments, in a temporary file until the video's commit."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="salova-latents-")  # noqa: SIM115 (closed by close())
+        self._shape: tuple[int, ...] = ()
+        self._rows = 0
+
+    def add(self, latents: np.ndarray) -> int:
+        latents = np.ascontiguousarray(latents, dtype=np.float16)
+        self._shape = latents.shape
+        os.pwrite(self._file.fileno(), latents.tobytes(), self._rows * latents.nbytes)
+        self._rows += 1
+        return self._rows - 1
+
+    def view(self) -> np.ndarray | None:
+        """All rows as a read-only memory map [n, L, d] (file-backed: pages are not anonymous memory)."""
+        if not self._rows:
+            return None
+        return np.memmap(self._file, dtype=np.float16, mode="r", shape=(self._rows, *self._shape))
+
+    def close(self) -> None:
+        self._file.close()
 
 
 # ---------------------------------------------------------------------------------------- indexer
@@ -270,24 +311,29 @@ class Indexer:
             chash = content_hash(path, st.st_size)
         except OSError as exc:
             return self._fail(spath, None, f"{path.name}: cannot read: {exc.strerror or exc}", t0)
+        spill = _LatentSpill() if self.models.trained else None
         try:
-            info, result, segments = self.scan(path, frames_bar)
-        except SalovaError as exc:
-            return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), str(exc), t0)
-        except (RuntimeError, ValueError, OSError, MemoryError) as exc:  # decoder/library failure on this file
-            logger.debug("indexing %s failed", spath, exc_info=True)
-            return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), f"{path.name}: {exc}", t0)
-        self.store.put_video(
-            path=spath,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            content_hash=chash,
-            duration_s=result.duration_s,
-            fps=info.fps,
-            num_frames=result.end_frame,
-            segments=segments,
-            shard=self.shard,
-        )
+            try:
+                info, result, segments = self.scan(path, frames_bar, spill)
+            except SalovaError as exc:
+                return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), str(exc), t0)
+            except (RuntimeError, ValueError, OSError, MemoryError) as exc:  # decoder/library failure on this file
+                logger.debug("indexing %s failed", spath, exc_info=True)
+                return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), f"{path.name}: {exc}", t0)
+            self.store.put_video(
+                path=spath,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                content_hash=chash,
+                duration_s=result.duration_s,
+                fps=info.fps,
+                num_frames=result.end_frame,
+                segments=segments,
+                shard=self.shard,
+            )
+        finally:
+            if spill is not None:
+                spill.close()
         status = "updated" if old is not None and old.status == "indexed" else "indexed"
         warning = " ".join("; ".join(result.warnings).split()) or None  # one line
         return FileOutcome(spath, status, len(segments), time.perf_counter() - t0, warning=warning)
@@ -302,8 +348,8 @@ class Indexer:
         return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)
 
     @torch.inference_mode()
-    def scan(self, path: Path, frames_bar: tqdm | None = None):
-        """One decode pass -> (VideoInfo, ScanResult, [SegmentData])."""
+    def scan(self, path: Path, frames_bar: tqdm | None = None, spill: _LatentSpill | None = None):
+        """One decode pass -> (VideoInfo, ScanResult, [SegmentData]); latents go to ``spill`` (a checkpoint)."""
         opts, models = self.options, self.models
         trained = models.trained
         on_progress = frames_bar.update if frames_bar is not None else None
@@ -315,7 +361,7 @@ class Indexer:
         buffer = _FrameBuffer(keep_patches=trained)
         pending: list[SampledFrame] = []
         segments: list[SegmentData] = []
-        state = {"scene_start": 0, "carry": None}
+        state = {"scene_start": 0, "carry": None, "spill": spill}
 
         def flush():
             if pending:
@@ -340,8 +386,11 @@ class Indexer:
             buffer.close()
         if not segments:
             raise VideoOpenError(f"{path.name}: no frames could be decoded")
+        latents = spill.view() if spill is not None else None
         for i, seg in enumerate(segments):
             seg.idx = i
+            if latents is not None:
+                seg.latents = latents[seg.latents]  # the spill row -> a file-backed [L, d] view
         return info, result, segments
 
     def _close_scene(
@@ -364,12 +413,16 @@ class Indexer:
                 continue
             if state["carry"] is not None:
                 s, state["carry"] = state["carry"], None
-            out.append(self._segment(s, e, fps, frames, sel))
+            out.append(self._segment(s, e, fps, frames, sel, buffer, state["spill"]))
+        buffer.release()
         if final and state["carry"] is not None and out:
             last = out[-1]  # trailing frames without a sample extend the last segment
             last.end_frame, last.end_s = end, end / fps
 
-    def _segment(self, s: int, e: int, fps: float, frames: dict, sel: np.ndarray) -> SegmentData:
+    def _segment(
+        self, s: int, e: int, fps: float, frames: dict, sel: np.ndarray, buffer: _FrameBuffer,
+        spill: _LatentSpill | None,
+    ) -> SegmentData:
         joint = frames["joint"][sel]
         seg = SegmentData(
             idx=0,
@@ -384,12 +437,14 @@ class Indexer:
         if self.models.trained:
             conn = self.models.salova.connector
             dev, dtype = self.models.device, next(conn.parameters()).dtype
-            patches = torch.from_numpy(np.ascontiguousarray(frames["patches"][sel])).to(dev, dtype)[None]
+            # a segment's frames are consecutive rows of the patch file
+            rows = buffer.read_patches(frames["first_row"] + int(sel[0]), len(sel))  # [f, p, d] fp16
+            patches = torch.from_numpy(rows.copy()).to(dev, dtype)[None]
             cls_ = torch.from_numpy(frames["cls"][sel]).to(dev, dtype)[None]
             mask = torch.ones(1, len(sel), dtype=torch.bool, device=dev)
             routing, latents = conn(patches, mask, cls_)  # [1, d], [1, l, d]
             seg.routing = routing[0].float().cpu().numpy()
-            seg.latents = latents[0].to(torch.float16).cpu().numpy()
+            seg.latents = spill.add(latents[0].to(torch.float16).cpu().numpy())  # a row number until scan ends
         return seg
 
 
