@@ -160,8 +160,7 @@ class Asker:
         routing = store.load_routing(rec.id) if self.models.trained else None
         latents = None
         if self.models.trained and self.want_answer and self.models.salova.llm is not None:
-            latents = store.load_latents(rec.id)
-            latents = np.array(latents) if latents is not None else None
+            latents = store.load_latents(rec.id)  # memory-mapped; answer() reads only the focus rows
         text = self.models.encoder.encode_text([question])
         text_joint = text.joint[0].float().cpu().numpy()
         if self.models.trained and routing is not None:
@@ -196,8 +195,8 @@ class Asker:
         else:
             t0 = time.perf_counter()
             answer = self.models.salova.answer(
-                question, torch.from_numpy(np.array(routing, np.float32)), torch.from_numpy(latents),
-                torch.from_numpy(scores), max_new_tokens=self.max_new_tokens,
+                question, torch.from_numpy(np.array(routing, np.float32)), latents,
+                torch.from_numpy(scores), max_new_tokens=self.max_new_tokens, top_k=self.top_k,
             )
             timings["answer_s"] = round(time.perf_counter() - t0, 3)
         return AskResult(
@@ -216,7 +215,8 @@ class Asker:
                 if "no index" not in str(exc):
                     raise
         self.close()  # the snapshot is stale once this video is (re)indexed
-        opts = IndexOptions(index_dir=self.index_dir, progress=self.progress, **self.index_options)
+        opts = IndexOptions(index_dir=self.index_dir, progress=self.progress, shard_from_env=False,
+                            **self.index_options)
         summary = run_index([path], opts, models=self.models)
         if summary.failed:
             raise UsageError(summary.failures[0]["error"])
@@ -235,9 +235,12 @@ class Asker:
                 result = self.ask(video, question).to_dict()
                 result["line"] = line_no
                 yield result
-            except SalovaError as exc:
+            except Exception as exc:  # one bad line (or one failing video) must not end the batch
+                if not isinstance(exc, SalovaError):
+                    logger.debug("line %d failed", line_no, exc_info=True)
+                message = str(exc) if isinstance(exc, SalovaError) else f"{type(exc).__name__}: {exc}"
                 yield {"line": line_no, "video": job.get("video"), "question": job.get("question"),
-                       "error": str(exc)}
+                       "error": " ".join(message.split())}
 
     # ------------------------------------------------------------------ search
     def search(self, query: str, limit: int = 10) -> list[SearchHit]:
@@ -253,8 +256,12 @@ class Asker:
         if not self.models.trained:
             hits = candidates
         else:  # the router scores a segment in the context of its whole video: one padded batch
-            vids = [v for v in dict.fromkeys(v for v, _, _ in candidates) if store.load_routing(v) is not None]
-            routing = [np.asarray(store.load_routing(v), np.float32) for v in vids]
+            # Re-rank the `limit` best candidate videos (by their best zero-shot segment): the router's cost
+            # then does not grow with the library, only FAISS's does.
+            vids = list(dict.fromkeys(v for v, _, _ in candidates))[:limit]
+            routing = [store.load_routing(v) for v in vids]
+            vids = [v for v, r in zip(vids, routing, strict=True) if r is not None]
+            routing = [np.asarray(r, np.float32) for r in routing if r is not None]
             hits = []
             if vids:
                 n = max(len(r) for r in routing)
@@ -285,7 +292,7 @@ def read_questions(file: Path, video: str | None = None) -> Iterator[tuple[int, 
     """JSONL lines {"video", "question"} -> (line number, object or error). With ``video``, lines may be
     plain questions (or {"question"} objects) about that one video."""
     try:
-        handle = open(file, encoding="utf-8")  # noqa: SIM115 (a generator keeps it open while reading)
+        handle = open(file, encoding="utf-8", errors="replace")  # noqa: SIM115 (a generator keeps it open while reading)
     except OSError as exc:
         raise UsageError(f"{file}: cannot read questions ({exc.strerror})") from None
     with handle:
@@ -301,8 +308,8 @@ def read_questions(file: Path, video: str | None = None) -> Iterator[tuple[int, 
                 else:
                     yield n, f"line {n}: not JSON ({exc.msg})"
                 continue
-            if isinstance(obj, str) and video is not None:
-                obj = {"question": obj}
+            if video is not None and not isinstance(obj, dict):
+                obj = {"question": obj if isinstance(obj, str) else line}
             if not isinstance(obj, dict):
                 yield n, f"line {n}: expected a JSON object"
                 continue

@@ -40,6 +40,8 @@ def ask(
         raise UsageError("the question is empty")
     if plot is not None and questions is not None:
         raise UsageError("--plot works with a single question, not --questions")
+    if questions is not None and not questions.is_file():
+        raise UsageError(f"--questions {questions}: no such file")
     asker = Asker(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
                   answer=not no_answer, max_new_tokens=max_new_tokens, progress=show_progress(quiet, as_json))
     with asker:
@@ -81,7 +83,7 @@ def search(
 ) -> int:
     """Search every indexed video for the moments that match a description."""
     root = index_dir(index)
-    if not root.exists():
+    if not (root / "index.duckdb").is_file():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
     with Asker(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as asker:
         hits = asker.search(query, limit)

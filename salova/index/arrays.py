@@ -81,7 +81,7 @@ class ArrayFile:
         if size < need:
             raise IndexStoreError(
                 f"index file {self.path} is shorter than its committed rows, so the index is damaged; "
-                "rebuild it with `salova index --rebuild ...`"
+                "delete it and run `salova index` again"
             )
         if size > need:
             log.info("truncating %d uncommitted bytes from %s", size - need, self.path.name)
@@ -129,7 +129,7 @@ class ArrayFile:
             if size < rows * self.row_bytes:
                 raise IndexStoreError(
                     f"index file {self.path} is missing or shorter than its committed rows, so the index is "
-                    "damaged; rebuild it with `salova index --rebuild ...`"
+                    "damaged; delete it and run `salova index` again"
                 )
             arr = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, *self.row_shape))
         self._map = (rows, arr)

@@ -67,6 +67,7 @@ class IndexOptions:
     device: str = "auto"
     backend: str = "auto"  # decoder: auto, opencv, pyav, decord
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
+    shard_from_env: bool = True  # take (RANK, WORLD_SIZE) from a launcher when shard is None
     prune: bool = False  # drop index entries whose file no longer exists
     latent_dtype: str = "fp16"  # connector latents on disk: fp16, or int8 (about half the size); new index only
     # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
@@ -457,7 +458,7 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
     """Index ``paths`` into ``options.index_dir`` (or its shard). Returns the summary; never raises for bad files."""
     t0 = time.perf_counter()
     files = discover(paths)
-    shard = options.shard or shard_from_env()
+    shard = options.shard or (shard_from_env() if options.shard_from_env else None)
     target = options.index_dir
     if shard is not None:
         files = files[shard[0] :: shard[1]]

@@ -327,7 +327,8 @@ class IndexStore:
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise FingerprintMismatchError(
                 f"index at {self.root} was built with {self.fingerprint.describe()}, not "
-                f"{fingerprint.describe()}; use --index OTHER or rebuild with `salova index --rebuild ...`"
+                f"{fingerprint.describe()}; use --index OTHER_DIR, or rebuild: delete the index and run "
+                "`salova index` again"
             )
 
     def _recover(self) -> None:

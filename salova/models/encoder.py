@@ -251,6 +251,8 @@ class VisionTextEncoder(nn.Module):
         if self.model_type == "siglip":
             return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, device=input_ids.device)
         eos = self.model.config.text_config.eos_token_id
+        if eos == 2:  # legacy OpenAI CLIP configs: EOS is the highest token id (as transformers pools it)
+            return input_ids.argmax(dim=-1)
         is_eos = input_ids == eos if eos is not None else torch.zeros_like(mask, dtype=torch.bool)
         last_real = mask.long().sum(1) - 1
         first_eos = is_eos.int().argmax(1)

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,16 +119,22 @@ class Salova(nn.Module):
         return self.router(routing[None].to(dev), text.tokens.to(dev), text.mask.to(dev), text_query=query)[0]
 
     def answer(
-        self, question: str, routing: torch.Tensor, latents: torch.Tensor, scores: torch.Tensor,
-        max_new_tokens: int = 256,
+        self, question: str, routing: torch.Tensor, latents, scores: torch.Tensor,
+        max_new_tokens: int = 256, top_k: int | None = None,
     ) -> str:
-        """FocusFast generation from stored routing tokens [n, d] and latents [n, l, d]."""
+        """FocusFast generation from stored routing tokens [n, d] and latents [n, l, d].
+
+        ``latents`` may be a (memory-mapped) numpy array: only the top-K focus segments are read.
+        ``top_k`` defaults to the checkpoint's (paper: 5).
+        """
         if self.llm is None:
             raise CheckpointError("this checkpoint has no LLM; answers need one (config 'llm')")
-        focus = select_focus(scores, self.config.focusfast.top_k)
+        focus = select_focus(scores, top_k or self.config.focusfast.top_k)  # [k], time order
         dev = self.router.logit_scale.device
+        focus_latents = torch.as_tensor(np.asarray(latents[focus.numpy()], dtype=np.float32))  # [k, l, d]
         with torch.inference_mode():
-            visual = visual_tokens(self.projector, latents.to(dev).float(), routing.to(dev).float(), focus.to(dev))
+            visual = visual_tokens(self.projector, focus_latents.to(dev), routing.to(dev).float(),
+                                   torch.arange(len(focus), device=dev))
         return self.llm.generate(question, visual, max_new_tokens=max_new_tokens)
 
     # ------------------------------------------------------------------ identity
