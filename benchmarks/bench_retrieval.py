@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sizes = [10, 100] if args.quick else [10, 100, 1000]
-    torch.set_num_threads(min(4, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # tiny models are latency-bound; more threads only add contention
 
     work = Path(tempfile.mkdtemp(prefix="salova-bench-retrieval-"))
     enc_dir = make_tiny_encoder(work / "encoder", "clip", width=args.width)
