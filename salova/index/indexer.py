@@ -444,7 +444,8 @@ class Indexer:
             cls_ = torch.from_numpy(frames["cls"][sel]).to(dev, dtype)[None]
             mask = torch.ones(1, len(sel), dtype=torch.bool, device=dev)
             routing, latents = conn(patches, mask, cls_)  # [1, d], [1, l, d]
-            seg.routing = routing[0].float().cpu().numpy()
+            # a copy: a view would keep the connector's whole [1, 1+l, d] float32 output alive per segment
+            seg.routing = routing[0].float().cpu().numpy().copy()
             seg.latents = spill.add(latents[0].to(torch.float16).cpu().numpy())  # a row number until scan ends
         return seg
 
