@@ -96,7 +96,7 @@ FULL = Sizes(
     warm_up=True,
     memory_configs=("encoder", "tiny", "wide"),
     connector_frames=120,
-    connector_reps=3,
+    connector_reps=5,
     encoder_batches=8,
 )
 QUICK = Sizes(
@@ -109,7 +109,7 @@ QUICK = Sizes(
     warm_up=False,
     memory_configs=("encoder", "wide"),
     connector_frames=16,
-    connector_reps=1,
+    connector_reps=2,
     encoder_batches=2,
 )
 
@@ -352,9 +352,10 @@ def bench_memory(sizes: Sizes, models: Models, device: str, tmp: Path, report: R
     notes = "not measurable for the encoder-only and 8 x 32 runs (a few hundred bytes per segment)"
     if "wide" in segments:
         per_seg = 256 * 1024 * 2  # fp16 latents of one segment
-        notes = (f"with paper-size latents (512 KiB per segment) that is {mib(segments['wide'][0] * per_seg)} for "
-                 f"the {duration(ss)} video's {segments['wide'][0]} segments and {mib(segments['wide'][1] * per_seg)} "
-                 f"for the {duration(ls)} video's {segments['wide'][1]}")
+        notes = (f"with paper-size latents, twice 512 KiB per segment at the commit (the spill file's pages read "
+                 f"back, and the stacked copy), {mib(2 * segments['wide'][0] * per_seg)} for the {duration(ss)} "
+                 f"video's {segments['wide'][0]} segments and {mib(2 * segments['wide'][1] * per_seg)} for the "
+                 f"{duration(ls)} video's {segments['wide'][1]}")
     report.add(f"""
 ### Memory: peak RSS, {duration(ls)} vs {duration(ss)} of video
 
@@ -363,9 +364,9 @@ Low resolution and {sf} fps keep writing and decoding an hour quick; what could 
 per sampled frame (1 FPS, whatever the native rate) and per segment, so this measures the same thing as
 30 fps would. Peak RSS of the `salova index` child (its `VmHWM`, read until it exits), fresh index each run; the
 trained-checkpoint runs compute routing tokens and connector latents for every segment. Target: long /
-short <= {MEMORY_TARGET}x. The indexer keeps a video's segment data (vectors, and latents with a checkpoint)
-in memory until that video's one atomic commit, so what can grow is per segment of the longest video:
-{notes}.
+short <= {MEMORY_TARGET}x. A video is committed in one step when its scan ends: the indexer keeps its segment
+vectors and spills the latents to a temporary file until then, and the commit reads the latents back and
+stacks them in memory, so what can still grow is per segment of the longest video: {notes}.
 
 | configuration | {duration(ss)} | {duration(ls)} | difference | ratio |
 |---|---|---|---|---|
@@ -523,56 +524,73 @@ to read there.)
 
 
 # ------------------------------------------------------------------------------------------------ connector
-def connector_worker(drop: float, frames: int, device: str, reps: int) -> dict:
-    """One process per setting, so that the peak memory of one does not hide the other's."""
+def connector_worker(mode: str, frames: int, device: str, reps: int) -> dict:
+    """``mode`` "mem:DROP": the peak memory of one step with that max token drop (one process per setting,
+    so that one peak does not hide the other); "time": step times of both settings, alternating step by
+    step in one process, so that other load on the machine hits both alike."""
     import torch
 
-    from salova.models.connector import ConnectorConfig, STConnector, tokens_kept
+    from salova.models.connector import ConnectorConfig, STConnector
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    cfg = ConnectorConfig(dim=1024, num_latents=256, tokens_per_frame=144, max_token_drop=drop)
-    conn = STConnector(cfg).to(dev).train()
+    conn = STConnector(ConnectorConfig(dim=1024, num_latents=256, tokens_per_frame=144, max_token_drop=0.7))
+    conn = conn.to(dev).train()
     patches = torch.randn(1, frames, 144, 1024, device=dev)
     mask = torch.ones(1, frames, dtype=torch.bool, device=dev)
     cls_ = torch.randn(1, frames, 1024, device=dev)
 
-    def step():
+    def step(drop: float) -> float:
+        conn.config.max_token_drop = drop  # read at every forward
+        t0 = time.perf_counter()
         routing, latents = conn(patches, mask, cls_)
         (routing.square().mean() + latents.square().mean()).backward()
         conn.zero_grad(set_to_none=True)
         _sync(device)
+        return time.perf_counter() - t0
 
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-        step()  # the first step also measures the peak
-        peak = torch.cuda.max_memory_allocated(dev) - base
-    else:
-        with RssSampler() as rss:
-            step()
-        peak = rss.growth
-    times = []
+    if mode.startswith("mem:"):
+        drop = float(mode[4:])
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+            step(drop)
+            peak = torch.cuda.max_memory_allocated(dev) - base
+        else:
+            with RssSampler() as rss:
+                step(drop)
+            peak = rss.growth
+        return {"drop": drop, "peak_bytes": int(max(peak, 0))}
+    times: dict[str, list[float]] = {"0.0": [], "0.7": []}
+    for drop in (0.0, 0.7):  # warm-up
+        step(drop)
     for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    n = frames * 144
-    return {"drop": drop, "tokens": n, "kept": tokens_kept(n, drop, cfg.token_drop_ref_len) if drop else n,
-            "step_s": median(times), "times": times, "peak_bytes": int(max(peak, 0)),
-            "threads": torch.get_num_threads()}
+        for drop in (0.0, 0.7):
+            times[str(drop)].append(step(drop))
+    return {"times": times, "threads": torch.get_num_threads()}
 
 
 def bench_connector(sizes: Sizes, device: str, report: Report) -> None:
-    results = {}
-    for drop in (0.0, 0.7):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--connector-worker", str(drop),
+    from salova.models.connector import tokens_kept
+
+    def worker(mode: str) -> dict:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--connector-worker", mode,
                str(sizes.connector_frames), device, str(sizes.connector_reps)]
-        res = run_ok(cmd, "connector worker")
-        results[drop] = json.loads(res.out.strip().splitlines()[-1])
-        log(f"  connector drop {drop}: {results[drop]['step_s']:.2f} s, peak +{mib(results[drop]['peak_bytes'])}")
-    a, b = results[0.0], results[0.7]
+        return json.loads(run_ok(cmd, "connector worker").out.strip().splitlines()[-1])
+
+    peaks = {drop: worker(f"mem:{drop}")["peak_bytes"] for drop in (0.0, 0.7)}
+    timed = worker("time")
+    times = {drop: timed["times"][str(drop)] for drop in (0.0, 0.7)}
+    n = sizes.connector_frames * 144
+    rows = {drop: {"kept": tokens_kept(n, drop) if drop else n, "step_s": median(times[drop]),
+                   "peak_bytes": peaks[drop]} for drop in (0.0, 0.7)}
+    for drop, r in rows.items():
+        log(f"  connector drop {drop}: {r['step_s']:.2f} s, peak +{mib(r['peak_bytes'])}")
+    a, b = rows[0.0], rows[0.7]
+    a["tokens"] = b["tokens"] = n
+    a["threads"] = timed["threads"]
     t_ratio, m_ratio = b["step_s"] / a["step_s"], b["peak_bytes"] / max(a["peak_bytes"], 1)
+    paired = [y / x for x, y in zip(times[0.0], times[0.7], strict=True)]
     report.headline["connector time drop0.7/drop0"] = f"{t_ratio:.2f}x"
     mem_note = "torch.cuda.max_memory_allocated above the inputs" if device.startswith("cuda") else \
         "the process's RSS sampled every ms during the step, minus its RSS before the step"
@@ -581,8 +599,10 @@ def bench_connector(sizes: Sizes, device: str, report: Report) -> None:
 
 `STConnector` at the paper's size (dim 1024, depth 2, 2 heads x 64, 256 latents + routing latent,
 144 tokens per frame), one segment of {sizes.connector_frames} frames ({a["tokens"]:,} media tokens), float32, on
-{device} ({a["threads"]} threads); forward + backward of a mean-square loss, median of {sizes.connector_reps} steps
-after one warm-up step. Peak memory: {mem_note}, from the warm-up step; each setting in its own process.
+{device} ({a["threads"]} threads); forward + backward of a mean-square loss. Time: median of {sizes.connector_reps}
+steps per setting after a warm-up, the two settings alternating step by step in one process (per-pair ratios:
+{", ".join(f"{r:.2f}" for r in paired)}). Peak memory: {mem_note}, for a first step, each setting in its own
+process.
 With 0.7 the drop ratio is `0.7 * min(n / 18000, 1)`, so {b["kept"]:,} of {b["tokens"]:,} tokens are kept.
 
 | max token drop | tokens kept | step time | peak memory |
@@ -634,12 +654,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder", default=None, help="encoder for the throughput section (default: tiny random)")
     p.add_argument("--no-docs", action="store_true", help="full mode: print only, do not touch docs/benchmarks.md")
     p.add_argument("--keep", action="store_true", help="keep the indexes written under benchmarks/_work")
-    p.add_argument("--connector-worker", nargs=4, metavar=("DROP", "FRAMES", "DEVICE", "REPS"), help=argparse.SUPPRESS)
+    p.add_argument("--connector-worker", nargs=4, metavar=("MODE", "FRAMES", "DEVICE", "REPS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.connector_worker:
-        drop, frames, device, reps = args.connector_worker
-        print(json.dumps(connector_worker(float(drop), int(frames), device, int(reps))))
+        mode, frames, device, reps = args.connector_worker
+        print(json.dumps(connector_worker(mode, int(frames), device, int(reps))))
         return 0
 
     from transformers.utils import logging as hf_logging
