@@ -119,6 +119,23 @@ class _Write:
     dims: dict[str, int] | None  # None: no segments
 
 
+class _LazyRows:
+    """Rows produced one at a time from per-segment sources (``convert(source) -> row``)."""
+
+    def __init__(self, sources: Sequence, convert):
+        self.sources, self.convert = sources, convert
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __iter__(self):
+        return (self.convert(x) for x in self.sources)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.sources) * self.convert(self.sources[0]).nbytes if len(self.sources) else 0
+
+
 def _norm_path(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
@@ -714,21 +731,16 @@ class IndexStore:
         }
         return _Write(record, columns, rows, dims)
 
-    def _encode_latents(self, latents: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    def _encode_latents(self, latents: Sequence[np.ndarray]) -> dict[str, _LazyRows]:
         """N segments' latents [L x d_lat] -> rows of the latent store(s) in this index's latent dtype.
 
-        Filled one segment at a time: no float32 copy of the whole video's latents (5x their size at peak).
+        Lazy: each segment is converted when it is written, so a commit never holds the whole video's
+        latents in memory (they may be memory-mapped from the indexer's spill file).
         """
-        n, (length, width) = len(latents), np.shape(latents[0])
         if self.latent_dtype == "int8":
-            q, scale = np.empty((n, length, width), np.int8), np.empty((n, length), np.float32)
-            for i, x in enumerate(latents):
-                q[i], scale[i] = quantize_int8(x)
-            return {"latents": q, "latent_scales": scale}
-        out = np.empty((n, length, width), np.float16)
-        for i, x in enumerate(latents):
-            out[i] = x
-        return {"latents": out}
+            return {"latents": _LazyRows(latents, lambda x: quantize_int8(x)[0]),
+                    "latent_scales": _LazyRows(latents, lambda x: quantize_int8(x)[1])}
+        return {"latents": _LazyRows(latents, lambda x: np.asarray(x, dtype=np.float16))}
 
     def _commit(self, writes: list[_Write], remove: list[str]) -> list[int]:
         """Append the writes' rows, fsync, then one transaction: the only way the index changes."""
@@ -762,10 +774,14 @@ class IndexStore:
 
         try:
             for name, f in files.items():
-                chunks = [w.rows[name] for w in writes if name in w.rows]
-                if chunks:
-                    rows = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)  # no copy for one video
-                    f.append(seg0 if name in SEGMENT_STORES else frame0, rows)
+                at = seg0 if name in SEGMENT_STORES else frame0
+                for rows in (w.rows[name] for w in writes if name in w.rows):
+                    if isinstance(rows, _LazyRows):  # one segment at a time
+                        for i, row in enumerate(rows):
+                            f.append(at + i, row[None])
+                    else:
+                        f.append(at, rows)
+                    at += len(rows)
             for f in files.values():
                 f.sync()
         except OSError as e:
