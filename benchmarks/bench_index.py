@@ -352,10 +352,9 @@ def bench_memory(sizes: Sizes, models: Models, device: str, tmp: Path, report: R
     notes = "not measurable for the encoder-only and 8 x 32 runs (a few hundred bytes per segment)"
     if "wide" in segments:
         per_seg = 256 * 1024 * 2  # fp16 latents of one segment
-        notes = (f"with paper-size latents, twice 512 KiB per segment at the commit (the spill file's pages read "
-                 f"back, and the stacked copy), {mib(2 * segments['wide'][0] * per_seg)} for the {duration(ss)} "
-                 f"video's {segments['wide'][0]} segments and {mib(2 * segments['wide'][1] * per_seg)} for the "
-                 f"{duration(ls)} video's {segments['wide'][1]}")
+        notes = (f"with paper-size latents, 512 KiB per segment, {mib(segments['wide'][0] * per_seg)} for the "
+                 f"{duration(ss)} video's {segments['wide'][0]} segments and {mib(segments['wide'][1] * per_seg)} "
+                 f"for the {duration(ls)} video's {segments['wide'][1]}")
     report.add(f"""
 ### Memory: peak RSS, {duration(ls)} vs {duration(ss)} of video
 
@@ -365,8 +364,9 @@ per sampled frame (1 FPS, whatever the native rate) and per segment, so this mea
 30 fps would. Peak RSS of the `salova index` child (its `VmHWM`, read until it exits), fresh index each run; the
 trained-checkpoint runs compute routing tokens and connector latents for every segment. Target: long /
 short <= {MEMORY_TARGET}x. A video is committed in one step when its scan ends: the indexer keeps its segment
-vectors and spills the latents to a temporary file until then, and the commit reads the latents back and
-stacks them in memory, so what can still grow is per segment of the longest video: {notes}.
+vectors and spills the latents to a temporary file until then, and the commit reads the latents back one
+segment at a time (the file's pages count in the RSS), so what can still grow is per segment of the longest
+video: {notes}.
 
 | configuration | {duration(ss)} | {duration(ls)} | difference | ratio |
 |---|---|---|---|---|
