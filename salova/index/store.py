@@ -27,8 +27,8 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Iterable, Sequence
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,6 +117,19 @@ class _Write:
     columns: dict[str, np.ndarray]  # idx, start_s, end_s, start_frame, end_frame, frame_count
     rows: dict[str, np.ndarray]  # array store name -> rows to append
     dims: dict[str, int] | None  # None: no segments
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back if the body (or the commit) fails."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
 
 
 class _LazyRows:
@@ -802,16 +815,10 @@ class IndexStore:
         committed = False
         try:
             with connect(self.root / DB_FILE, read_only=False, timeout=self._db_timeout) as con:
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with _transaction(con):
                     self._write_rows(con, gone, records, writes, plan)
                     con.executemany(UPSERT_META, list(meta.items()))
-                    con.execute("COMMIT")
-                    committed = True
-                finally:
-                    if not committed:
-                        with suppress(duckdb.Error):
-                            con.execute("ROLLBACK")
+                committed = True
         except (duckdb.Error, OSError, IndexStoreError) as e:
             if not committed:
                 undo()
@@ -969,19 +976,13 @@ class IndexStore:
                     "UNNEST(?::INTEGER[]) AS idx, UNNEST(?::BIGINT[]) AS vec_row, UNNEST(?::BIGINT[]) AS frame_row",
                     [remap["video_id"], remap["idx"], remap["vec_row"], remap["frame_row"]],
                 )
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with _transaction(con):
                     con.execute(
                         "UPDATE segments SET vec_row = r.vec_row, frame_row = r.frame_row FROM remap r "
                         "WHERE segments.video_id = r.video_id AND segments.idx = r.idx"
                     )
                     con.executemany(UPSERT_META, list(meta.items()))
-                    con.execute("COMMIT")
-                    committed = True
-                finally:
-                    if not committed:
-                        with suppress(duckdb.Error):
-                            con.execute("ROLLBACK")
+                committed = True
                 # Still inside the hold: no reader can be between reading the generation and mapping its files.
                 for f in old.values():
                     f.close()
