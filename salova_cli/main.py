@@ -98,14 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("salova: aborted", err=True)
         return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if _is_click_error(exc):  # usage mistakes: click's own message, with "did you mean" where it has one
             exc.show()
             return exc.exit_code
         raise
     return rc if isinstance(rc, int) else 0
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """A click usage error, whichever click raised it.
+
+    typer 0.29+ raises its vendored copy (`typer._click.exceptions.*`), older typers raise `click.*`; both carry
+    `exit_code` and `show`, so the mapping goes by that shape rather than by the class's module.
+    """
+    return isinstance(getattr(exc, "exit_code", None), int) and callable(getattr(exc, "show", None))
 
 
 def run() -> None:
