@@ -5,7 +5,7 @@ The index is filled with synthetic vectors (no decoding): each video has ``--seg
 tokens and latents of the tiny SALOVA checkpoint's width. The same encoder/checkpoint is used for every
 index so each query costs the same text encoding; what changes is the library size.
 
-Measured per query, in one process with models loaded (an `Asker` session, as in batch mode):
+Measured per query, in one process with models loaded (a `Session`, as in batch mode):
   - search: text encoding + FAISS over all segments + router re-rank of the candidate videos,
   - ask (--no-answer): router scores over one video's segments + "at" refinement.
 Usage:
@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from salova.ask import Asker  # noqa: E402
-from salova.index.indexer import content_hash  # noqa: E402
+from salova.retrieval import Session  # noqa: E402
+from salova.pipeline.files import content_hash  # noqa: E402
 from salova.index.records import SegmentData  # noqa: E402
 from salova.index.store import IndexStore  # noqa: E402
 from salova.runtime import load_models  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
         t0 = time.perf_counter()
         build_index(root, models, n, args.segments, args.frames, probe)
         build_s = time.perf_counter() - t0
-        with Asker(root, model=str(ckpt), device="cpu", answer=False, progress=False) as asker:
+        with Session(root, model=str(ckpt), device="cpu", answer=False, progress=False) as asker:
             search_s = timed(lambda a=asker: a.search("a dog catching a frisbee", limit=10), args.repeat)
             ask_s = timed(lambda a=asker: a.ask(probe, "when does the dog jump?"), args.repeat)
         rows.append({"videos": n, "segments": n * args.segments, "build_s": round(build_s, 2),

@@ -10,9 +10,28 @@ class SalovaError(Exception):
 
 
 class UsageError(SalovaError):
-    """Bad arguments or option values."""
+    """Bad arguments or option values.
+
+    ``problems`` names the option fields at fault, as ``(field, text)`` pairs such as ``("fps", "must be in
+    (0, 30], got -1")``: the library speaks in field names, the CLI renders them as its ``--flag`` names.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, problems: list[tuple[str, str]] | None = None):
+        self.problems = list(problems or [])
+        super().__init__(message or self.describe())
+
+    def describe(self, name=lambda field: field) -> str:
+        """The message, each problem's field shown as ``name(field)``."""
+        if not self.problems:
+            return str(self)
+        return "; ".join(f"{name(f)} {text}" for f, text in self.problems)
+
+
+def option_problem(field: str, text: str) -> UsageError:
+    """One bad option value: ``option_problem("top_k", "must be >= 1, got 0")``."""
+    return UsageError(problems=[(field, text)])
 
 
 class CheckpointError(SalovaError):

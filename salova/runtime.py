@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from salova.errors import UsageError
+from salova.errors import option_problem
 from salova.index.records import ModelFingerprint
 from salova.models.encoder import VisionTextEncoder
 from salova.models.salova import Salova
@@ -24,11 +24,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu or auto)")
+        raise option_problem("device", f"{device}: no CUDA device is available (use cpu or auto)")
     try:
         return torch.device(device)
     except RuntimeError:
-        raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+        raise option_problem("device", f"{device!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from salova.ask import Asker, hms, plot_relevance, read_questions
+from salova.retrieval import Session, ask_many, hms, plot_relevance, read_questions
 from salova.errors import UsageError
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
@@ -42,21 +42,21 @@ def ask(
         raise UsageError("--plot works with a single question, not --questions")
     if questions is not None and not questions.is_file():
         raise UsageError(f"--questions {questions}: no such file")
-    asker = Asker(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
+    session = Session(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
                   answer=not no_answer, max_new_tokens=max_new_tokens, progress=show_progress(quiet, as_json))
-    with asker:
-        return _ask(asker, video, question, questions, plot, as_json)
+    with session:
+        return _ask(session, video, question, questions, plot, as_json)
 
 
-def _ask(asker: Asker, video, question, questions, plot, as_json) -> int:
+def _ask(session: Session, video, question, questions, plot, as_json) -> int:
     if questions is not None:
         failed = 0
-        for result in asker.ask_many(read_questions(questions, video)):
+        for result in ask_many(session, read_questions(questions, video)):
             failed += "error" in result
             sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         return 1 if failed else 0
-    result = asker.ask(video, question)
+    result = session.ask(video, question)
     if plot is not None:
         plot_relevance(result, plot)
     if as_json:
@@ -85,11 +85,10 @@ def search(
     root = index_dir(index)
     if not (root / "index.duckdb").is_file():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
-    with Asker(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as asker:
-        hits = asker.search(query, limit)
+    with Session(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as session:
+        hits = session.search(query, limit)
     if as_json:
-        print_json({"query": query, "model": asker.model_name,
-                    "mode": "router" if asker.models.trained else "zero-shot",
+        print_json({"query": query, "model": session.model_name, "mode": session.mode,
                     "hits": [h.__dict__ for h in hits]})
         return 0
     width = max((len(Path(h.video).name) for h in hits), default=0)

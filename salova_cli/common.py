@@ -11,6 +11,15 @@ import typer
 from salova.errors import UsageError
 from salova.index.records import default_index_dir
 
+# Library option fields whose flag is not simply "--" + the field with dashes.
+_FLAGS = {"max_segment_s": "--max-segment", "as_json": "--json", "questions_file": "--questions"}
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a library option field (``max_segment_s`` -> ``--max-segment``)."""
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
 INDEX_HELP = "Index directory (default: $SALOVA_INDEX or the user data dir)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N."
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova.index.indexer import IndexOptions, merge_shards, run_index
+from salova.pipeline.run import IndexOptions, merge_shards, run_index
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, parse_shard, print_json, show_progress
 
 
@@ -44,8 +44,6 @@ def index(
         return 0
     if not paths and not prune:
         raise UsageError("nothing to index: give video files or folders (or --prune / --merge)")
-    if backend not in ("auto", "opencv", "pyav", "decord"):
-        raise UsageError(f"--backend {backend!r}: expected auto, opencv, pyav or decord")
     options = IndexOptions(
         index_dir=root, model=model, encoder=encoder, max_segment_s=max_segment, fps=fps, batch_size=batch_size,
         device=device, backend=backend, shard=parse_shard(shard), prune=prune, latent_dtype=latent_dtype,

@@ -13,7 +13,8 @@ import sys
 import typer
 
 from salova import __version__
-from salova.errors import SalovaError
+from salova.errors import SalovaError, UsageError
+from salova_cli.common import flag_name
 
 app = typer.Typer(
     name="salova",
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     except SalovaError as exc:
         if os.environ.get("SALOVA_DEBUG"):
             raise
-        typer.echo(f"salova: error: {exc}", err=True)
+        message = exc.describe(flag_name) if isinstance(exc, UsageError) else str(exc)
+        typer.echo(f"salova: error: {message}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("salova: interrupted", err=True)

@@ -20,7 +20,9 @@ from salova.video import (
     SampledFrame,
     SceneCut,
     Segment,
+    SegmentCutter,
     VideoScanner,
+    segment_frames,
     split_segments,
 )
 from tests.videos import (
@@ -309,12 +311,52 @@ def test_split_segments_without_cuts_and_edges():
         split_segments([], 100, 30.0, 0.01)  # shorter than a frame
 
 
-def test_scan_result_segments(videos):
+def test_scanned_video_segments_tile_the_video(videos):
     scanner, _ = scan(videos["flat"])
-    segs = scanner.result.segments(max_segment_s=1.0)
+    res = scanner.result
+    segs = split_segments(res.cuts, res.end_frame, res.info.fps, max_segment_s=1.0)
     assert segs[0].start_frame == 0 and segs[-1].end_frame == videos["flat"].num_frames
     assert all(s.end_frame - s.start_frame <= 30 for s in segs)
     assert {60, 120, 165} <= {s.start_frame for s in segs}
+
+
+def test_a_part_without_a_sampled_frame_joins_the_next_segment():
+    # 10 fps, samples at frames 0, 10, 20, ...; a cut at 12 and 15 leaves [12, 15) with no sample.
+    frames = np.arange(0, 40, 10)
+    pairs = segment_frames([12, 15], 40, 10.0, 60.0, frames)
+    assert [(s.start_frame, s.end_frame) for s, _ in pairs] == [(0, 12), (12, 40)]
+    assert [rows.tolist() for _, rows in pairs] == [[0, 1], [2, 3]]
+    assert [s.index for s, _ in pairs] == [0, 1]
+
+
+def test_trailing_frames_without_a_sample_extend_the_last_segment():
+    frames = np.arange(0, 40, 10)  # last sample at 30
+    pairs = segment_frames([32], 40, 10.0, 60.0, frames)
+    assert [(s.start_frame, s.end_frame, s.end_s) for s, _ in pairs] == [(0, 40, 4.0)]
+
+
+def test_streaming_cutter_equals_the_whole_video_rule():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(5, 400))
+        cuts = sorted(set(rng.integers(1, n, size=int(rng.integers(0, 8))).tolist()))
+        frames = np.arange(0, n, int(rng.integers(1, 30)))
+        whole = segment_frames(cuts, n, 10.0, 4.0, frames)
+        cutter, streamed = SegmentCutter(10.0, 4.0), []
+        for end in [*cuts, None]:
+            scene = frames[(frames >= cutter.scene_start) & (frames < (end if end is not None else n))]
+            if end is None:
+                out, extend_to = cutter.finish(n, scene)
+            else:
+                out, extend_to = cutter.close_scene(end, scene), None
+            streamed += [(s, (scene[rows] if len(rows) else rows)) for s, rows in out]
+            if extend_to is not None:
+                s, rows = streamed[-1]
+                streamed[-1] = (Segment(s.index, s.start_frame, extend_to, s.start_s, extend_to / 10.0), rows)
+        assert [s for s, _ in streamed] == [s for s, _ in whole]
+        assert [f.tolist() for _, f in streamed] == [frames[rows].tolist() for _, rows in whole]
+        covered = sorted(int(f) for _, rows in whole for f in frames[rows])
+        assert covered == frames.tolist()  # every sampled frame is in exactly one segment
 
 
 # --- bad inputs ----------------------------------------------------------------------------------------

@@ -111,12 +111,43 @@ class Salova(nn.Module):
     def trainable_parts(self) -> dict[str, nn.Module]:
         return {"connector": self.connector, "router": self.router, "projector": self.projector}
 
-    def score(self, routing: torch.Tensor, question: str | TextFeatures) -> torch.Tensor:
-        """Router scores [n] for one video's routing tokens [n, d] and a question (text or its features)."""
+    @property
+    def device(self) -> torch.device:
+        """Where the trained parts live (inputs are moved here)."""
+        return self.router.logit_scale.device
+
+    def compress(
+        self, patches: torch.Tensor, cls: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ST-Connector: segments -> (routing tokens, latents). The one place the connector is called.
+
+        patches [b, f, p, d], cls [b, f, d] frame CLS features, mask [b, f] (True = a real frame; default all)
+        -> routing [b, d], latents [b, l, d]. Inputs are moved to the model's device and dtype; dynamic token
+        drop applies in training mode only (the connector's own rule).
+        """
+        dev, dtype = self.device, next(self.connector.parameters()).dtype
+        if mask is None:
+            mask = torch.ones(patches.shape[:2], dtype=torch.bool)
+        return self.connector(patches.to(dev, dtype), mask.to(dev), cls.to(dev, dtype))
+
+    def score(
+        self, routing: torch.Tensor, question: str | TextFeatures, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """SR-Router scores: the one place the router is called.
+
+        routing [n, d] (one video) or [b, n, d] (a padded batch of videos, ``mask`` [b, n] True = real segment)
+        and a question (text or its features, one question shared by the batch) -> scores [n] or [b, n].
+        """
         text = self.encoder.encode_text([question]) if isinstance(question, str) else question
-        dev = self.router.logit_scale.device
-        query = text.sentence.to(dev) if text.sentence is not None else None
-        return self.router(routing[None].to(dev), text.tokens.to(dev), text.mask.to(dev), text_query=query)[0]
+        single = routing.dim() == 2
+        routing = routing[None] if single else routing
+        b, dev = routing.shape[0], self.device
+        tokens = text.tokens.to(dev).expand(b, -1, -1)
+        tmask = text.mask.to(dev).expand(b, -1)
+        query = text.sentence.to(dev).expand(b, -1) if text.sentence is not None else None
+        scores = self.router(routing.to(dev).float(), tokens, tmask, None if mask is None else mask.to(dev),
+                             text_query=query)
+        return scores[0] if single else scores
 
     def answer(
         self, question: str, routing: torch.Tensor, latents, scores: torch.Tensor,
@@ -130,7 +161,7 @@ class Salova(nn.Module):
         if self.llm is None:
             raise CheckpointError("this checkpoint has no LLM; answers need one (config 'llm')")
         focus = select_focus(scores, top_k or self.config.focusfast.top_k)  # [k], time order
-        dev = self.router.logit_scale.device
+        dev = self.device
         focus_latents = torch.as_tensor(np.asarray(latents[focus.numpy()], dtype=np.float32))  # [k, l, d]
         with torch.inference_mode():
             visual = visual_tokens(self.projector, focus_latents.to(dev), routing.to(dev).float(),

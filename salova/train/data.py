@@ -348,18 +348,12 @@ def assign_scenes(video: SampledVideo, scenes: tuple[Scene, ...]) -> list[np.nda
 
 
 def detected_segments(video: SampledVideo, max_segment_s: float) -> list[np.ndarray]:
-    """Frame positions per segment as ``salova index`` cuts them (a segment without a sampled frame joins the next)."""
-    from salova.video import split_segments
+    """Frame positions per segment, cut exactly as ``salova index`` cuts them (``salova.video.segments``)."""
+    from salova.video import segment_frames
 
-    out: list[np.ndarray] = []
-    for seg in split_segments(video.cuts, video.end_frame, video.fps, max_segment_s):
-        sel = np.nonzero((video.frame_index >= seg.start_frame) & (video.frame_index < seg.end_frame))[0]
-        if len(sel) == 0:
-            continue
-        out.append(sel)
-    if not out:  # defensive: every frame in one segment
-        out = [np.arange(len(video.frame_index))]
-    return out
+    out = [rows for _, rows in segment_frames(video.cuts, video.end_frame, video.fps, max_segment_s,
+                                               video.frame_index)]
+    return out or [np.arange(len(video.frame_index))]  # defensive: every frame in one segment
 
 
 # ---------------------------------------------------------------------------------------- dataset

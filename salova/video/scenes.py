@@ -88,21 +88,6 @@ class SceneCut:
     time_s: float
 
 
-@dataclass(frozen=True)
-class Segment:
-    """Frames ``[start_frame, end_frame)`` of a video; times are ``frame / fps``."""
-
-    index: int
-    start_frame: int
-    end_frame: int  # exclusive
-    start_s: float
-    end_s: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-
 @dataclass
 class ScanResult:
     """What one pass over a video found. ``duration_s`` comes from the frames actually decoded."""
@@ -114,10 +99,6 @@ class ScanResult:
     end_frame: int = 0  # one past the last frame's index: num_frames for split_segments
     cut_times_s: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. a truncated file's decode stopping early
-
-    def segments(self, max_segment_s: float) -> list[Segment]:
-        """``split_segments`` over the decoded frames."""
-        return split_segments(self.cuts, self.end_frame, self.info.fps, max_segment_s)
 
 
 @dataclass
@@ -374,33 +355,3 @@ class VideoScanner:
             out.put(err)  # re-raised in the iterating thread
             return
         out.put(None)
-
-
-def split_segments(cuts: list[int], num_frames: int, fps: float, max_segment_s: float) -> list[Segment]:
-    """Segments of a video of ``num_frames`` frames from its scene ``cuts`` (first frames of scenes).
-
-    Scenes are ``[0, c1), [c1, c2), ..., [ck, num_frames)``. A scene longer than ``max_segment_s``
-    is split into the fewest equal parts (lengths differ by at most one frame) of at most
-    ``floor(max_segment_s * fps)`` frames each; a video without cuts is split the same way. Cuts
-    outside ``(0, num_frames)`` are ignored. Times are ``frame / fps``. ``max_segment_s`` may be
-    ``math.inf`` (no splitting).
-    """
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, not {fps}")
-    if not max_segment_s > 0:
-        raise ValueError(f"max_segment_s must be > 0, not {max_segment_s}")
-    if num_frames <= 0:
-        return []
-    max_frames = math.inf if math.isinf(max_segment_s) else math.floor(max_segment_s * fps + 1e-9)
-    if max_frames < 1:
-        raise ValueError(f"max_segment_s={max_segment_s} is shorter than one frame at {fps} fps")
-    bounds = [0, *sorted({c for c in cuts if 0 < c < num_frames}), num_frames]
-    segments: list[Segment] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        length = end - start
-        parts = 1 if length <= max_frames else math.ceil(length / max_frames)
-        # Boundaries at round(i * length / parts): parts equal to within one frame.
-        edges = [start + round(i * length / parts) for i in range(parts + 1)]
-        for a, b in zip(edges, edges[1:], strict=False):
-            segments.append(Segment(len(segments), a, b, a / fps, b / fps))
-    return segments

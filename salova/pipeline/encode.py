@@ -1,0 +1,188 @@
+"""One video -> its segments: one decode pass, scene cuts, 1-FPS features, connector compression.
+
+``VideoScanner`` decodes once; every frame feeds the scene detector and 1-FPS frames feed the encoder in
+batches. When a cut closes a scene, ``SegmentCutter`` (the one scene -> segment rule) cuts it into segments,
+each is compressed by ``Salova.compress`` when a trained checkpoint is loaded, and the frames' features are
+released: memory does not grow with video length. The video's segments are committed in one atomic step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from salova.errors import SalovaError, VideoOpenError
+from salova.index.records import SegmentData
+from salova.index.store import IndexStore
+from salova.models.zero_shot import segment_embedding
+from salova.pipeline.buffers import FrameBuffer, LatentSpill
+from salova.pipeline.files import content_hash, is_unchanged
+from salova.runtime import Models
+from salova.video import SampledFrame, SceneCut, Segment, SegmentCutter, VideoScanner
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    status: str  # indexed | updated | unchanged | failed
+    segments: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    warning: str | None = None  # indexed, but not all of it: e.g. decoding stopped early (truncated/corrupt file)
+
+
+@dataclass
+class EncodeSettings:
+    """What shapes a video's segments and features (``IndexOptions`` carries them from the command)."""
+
+    fps: float = 1.0  # frames per second sampled for the encoder (paper: 1)
+    max_segment_s: float = 60.0  # longer scenes are split into equal parts no longer than this
+    batch_size: int = 16  # frames per encoder batch
+    backend: str = "auto"  # decoder: auto, opencv, pyav, decord
+
+
+class Indexer:
+    """Indexes files into an open, writable IndexStore with loaded models."""
+
+    def __init__(self, models: Models, store: IndexStore, settings: EncodeSettings, shard: str | None = None):
+        self.models = models
+        self.store = store
+        self.settings = settings
+        self.shard = shard  # "i/N" recorded in videos.shard
+
+    def index_file(self, path: Path, frames_bar: tqdm | None = None) -> FileOutcome:
+        t0 = time.perf_counter()
+        spath = str(path)
+        old = self.store.get_video(spath)
+        try:
+            st = path.stat()
+            if is_unchanged(old, path, st):
+                return FileOutcome(spath, "unchanged", old.num_segments, time.perf_counter() - t0)
+            chash = content_hash(path, st.st_size)
+        except OSError as exc:
+            return self._fail(spath, None, f"{path.name}: cannot read: {exc.strerror or exc}", t0)
+        spill = LatentSpill() if self.models.trained else None
+        try:
+            try:
+                info, result, segments = self.scan(path, frames_bar, spill)
+            except SalovaError as exc:
+                return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), str(exc), t0)
+            except (RuntimeError, ValueError, OSError, MemoryError) as exc:  # decoder/library failure on this file
+                logger.debug("indexing %s failed", spath, exc_info=True)
+                return self._fail(spath, (st.st_size, st.st_mtime_ns, chash), f"{path.name}: {exc}", t0)
+            self.store.put_video(
+                path=spath,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                content_hash=chash,
+                duration_s=result.duration_s,
+                fps=info.fps,
+                num_frames=result.end_frame,
+                segments=segments,
+                shard=self.shard,
+            )
+        finally:
+            if spill is not None:
+                spill.close()
+        status = "updated" if old is not None and old.status == "indexed" else "indexed"
+        warning = " ".join("; ".join(result.warnings).split()) or None  # one line
+        return FileOutcome(spath, status, len(segments), time.perf_counter() - t0, warning=warning)
+
+    def _fail(self, path: str, state: tuple[int, int, str] | None, error: str, t0: float) -> FileOutcome:
+        error = " ".join(error.split())  # one line
+        if state is not None:
+            self.store.put_failure(
+                path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error, shard=self.shard
+            )
+        logger.info("failed: %s", error)  # the summary reports failures; -v shows them as they happen
+        return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)
+
+    @torch.inference_mode()
+    def scan(self, path: Path, frames_bar: tqdm | None = None, spill: LatentSpill | None = None):
+        """One decode pass -> (VideoInfo, ScanResult, [SegmentData]); latents go to ``spill`` (a checkpoint)."""
+        settings, models = self.settings, self.models
+        on_progress = frames_bar.update if frames_bar is not None else None
+        scanner = VideoScanner(path, sample_fps=settings.fps, backend=settings.backend, on_progress=on_progress)
+        info = scanner.info
+        if frames_bar is not None:
+            frames_bar.reset(total=info.num_frames or None)
+            frames_bar.set_description(_short(path.name))
+        buffer = FrameBuffer(keep_patches=models.trained)
+        cutter = SegmentCutter(info.fps, settings.max_segment_s)
+        pending: list[SampledFrame] = []
+        segments: list[SegmentData] = []
+
+        def flush():
+            if pending:
+                buffer.add(pending, models.encoder.encode_frames(np.stack([f.rgb for f in pending])))
+                pending.clear()
+
+        def close(end: int, final: bool = False) -> None:
+            frames = buffer.take_before(end)
+            if final:
+                pairs, extend_to = cutter.finish(end, frames["index"])
+            else:
+                pairs, extend_to = cutter.close_scene(end, frames["index"]), None
+            segments.extend(self._segment(seg, frames, rows, buffer, spill) for seg, rows in pairs)
+            buffer.release()
+            if extend_to is not None:  # trailing frames without a sample extend the last segment
+                segments[-1].end_frame, segments[-1].end_s = extend_to, extend_to / info.fps
+
+        try:
+            for event in scanner:
+                if isinstance(event, SampledFrame):
+                    pending.append(event)
+                    if len(pending) >= settings.batch_size:
+                        flush()
+                elif isinstance(event, SceneCut):
+                    flush()
+                    close(event.frame_index)
+            flush()
+            result = scanner.result
+            close(max(result.end_frame, cutter.scene_start + 1), final=True)
+        finally:
+            buffer.close()
+        if not segments:
+            raise VideoOpenError(f"{path.name}: no frames could be decoded")
+        latents = spill.view() if spill is not None else None
+        if latents is not None:
+            for seg in segments:
+                seg.latents = latents[seg.latents]  # the spill row -> a file-backed [L, d] view
+        return info, result, segments
+
+    def _segment(
+        self, seg: Segment, frames: dict, rows: np.ndarray, buffer: FrameBuffer, spill: LatentSpill | None
+    ) -> SegmentData:
+        joint = frames["joint"][rows]
+        out = SegmentData(
+            idx=seg.index,
+            start_s=seg.start_s,
+            end_s=seg.end_s,
+            start_frame=seg.start_frame,
+            end_frame=seg.end_frame,
+            joint=segment_embedding(joint),
+            frame_times=frames["times"][rows],
+            frame_joint=joint,
+        )
+        if self.models.trained:
+            # a segment's frames are consecutive rows of the patch file
+            patches = buffer.read_patches(frames["first_row"] + int(rows[0]), len(rows))  # [f, p, d] fp16
+            routing, latents = self.models.salova.compress(
+                torch.from_numpy(patches.copy())[None], torch.from_numpy(frames["cls"][rows])[None]
+            )  # [1, d], [1, l, d]
+            # a copy: a view would keep the connector's whole [1, 1+l, d] float32 output alive per segment
+            out.routing = routing[0].float().cpu().numpy().copy()
+            out.latents = spill.add(latents[0].to(torch.float16).cpu().numpy())  # a row number until the scan ends
+        return out
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"

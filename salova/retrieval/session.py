@@ -1,0 +1,207 @@
+"""A retrieval session over one index: models loaded once, then ``ask`` (one video) and ``search`` (the library).
+
+Retrieval never decodes or re-encodes a video that is already indexed; a new or changed video is indexed
+first. Scores come from the session's scorer (``scorers.py``); answers from the checkpoint's FocusFast LLM.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from salova.errors import IndexStoreError, UsageError, option_problem
+from salova.index.store import IndexStore
+from salova.pipeline.files import is_unchanged
+from salova.pipeline.run import IndexOptions, run_index
+from salova.retrieval.results import AskResult, Moment, SearchHit
+from salova.retrieval.scorers import Query, Scorer, best_frame_time, scorer_for
+from salova.runtime import Models, load_models
+
+ZERO_SHOT_NOTE = "no trained SALOVA checkpoint: zero-shot CLIP/SigLIP scoring, moments only (no answer)"
+
+
+class Session:
+    """Asks questions about videos in one index and searches it, loading models once (interactive or batch)."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        model: str | None = None,
+        encoder: str | None = None,
+        device: str = "auto",
+        top_k: int = 5,
+        answer: bool = True,
+        max_new_tokens: int = 256,
+        progress: bool = True,
+        index_options: dict | None = None,
+    ):
+        if top_k < 1:
+            raise option_problem("top_k", f"must be >= 1, got {top_k}")
+        if max_new_tokens < 1:
+            raise option_problem("max_new_tokens", f"must be >= 1, got {max_new_tokens}")
+        self.index_dir = Path(index_dir).expanduser()
+        self.top_k, self.want_answer, self.max_new_tokens = top_k, answer, max_new_tokens
+        self.progress = progress
+        self.index_options = index_options or {}
+        t0 = time.perf_counter()
+        if model is None and encoder is None:
+            model, encoder = self._index_model()
+        self.models: Models = load_models(model, encoder, device, load_llm=answer and model is not None)
+        self.scorer: Scorer = scorer_for(self.models)
+        self.load_s = time.perf_counter() - t0
+        self._store: IndexStore | None = None  # one reader snapshot, reused across questions
+
+    # ------------------------------------------------------------------ lifecycle
+    def _reader(self) -> IndexStore:
+        if self._store is None:
+            self._store = IndexStore.open(self.index_dir, fingerprint=self.models.fingerprint())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _index_model(self) -> tuple[str | None, str | None]:
+        """Default to the model the index was built with (when it still exists)."""
+        if not self.index_dir.exists():
+            return None, None
+        try:
+            with IndexStore.open(self.index_dir) as store:
+                fp = store.fingerprint
+        except IndexStoreError:
+            return None, None
+        if fp.checkpoint and Path(fp.checkpoint).exists():
+            return fp.checkpoint, None
+        return None, fp.encoder
+
+    @property
+    def model_name(self) -> str:
+        return self.models.checkpoint or self.models.encoder.name
+
+    @property
+    def mode(self) -> str:
+        return self.scorer.mode
+
+    def encode_query(self, text: str) -> Query:
+        features = self.models.encoder.encode_text([text])
+        return Query(text, features, features.joint[0].float().cpu().numpy())
+
+    # ------------------------------------------------------------------ ask
+    def ask(self, video: str | Path, question: str) -> AskResult:
+        """The top-K moments of one video for a question (indexing it first if new or changed), and an answer
+        when the checkpoint has an LLM."""
+        question = (question or "").strip()
+        if not question:
+            raise UsageError("the question is empty")
+        path = Path(video).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{video}: no such video file")
+        path = path.resolve()
+        timings = {"load_s": round(self.load_s, 3)}
+        t0 = time.perf_counter()
+        self._ensure_indexed(path)
+        timings["index_s"] = round(time.perf_counter() - t0, 3)
+
+        t0 = time.perf_counter()
+        store = self._reader()
+        rec = store.get_video(str(path))
+        if rec is None or rec.status != "indexed":
+            reason = rec.error if rec is not None and rec.error else "it could not be indexed"
+            raise UsageError(f"{path.name}: cannot answer, {reason}")
+        segs = store.segments(rec.id)
+        frames = store.load_frames(rec.id)
+        query = self.encode_query(question)
+        scores = self.scorer.score_videos(store, [rec.id], query).get(rec.id)
+        if scores is None:
+            raise IndexStoreError(f"{path.name}: the index holds nothing to score for this video; re-index it")
+        k = min(self.top_k, len(segs))
+        best = np.argsort(-scores, kind="stable")[:k]
+        moments = []
+        for rank, i in enumerate(best, start=1):
+            times, fj = frames[i]
+            at = best_frame_time(times, fj, query, segs[i].start_s)
+            moments.append(Moment(rank, int(i), segs[i].start_s, segs[i].end_s, at, float(scores[i])))
+        moments.sort(key=lambda m: m.start_s)
+        timings["retrieve_s"] = round(time.perf_counter() - t0, 3)
+
+        answer, note = None, self._no_answer_reason()
+        latents = store.load_latents(rec.id) if note is None else None  # memory-mapped: only focus rows are read
+        if note is None and latents is None:
+            note = "the index holds no connector latents for this video: re-index it with the checkpoint"
+        if note is None:
+            t0 = time.perf_counter()
+            answer = self.models.salova.answer(
+                question, torch.from_numpy(np.array(store.load_routing(rec.id), np.float32)), latents,
+                torch.from_numpy(scores), max_new_tokens=self.max_new_tokens, top_k=self.top_k,
+            )
+            timings["answer_s"] = round(time.perf_counter() - t0, 3)
+        return AskResult(
+            video=str(path), question=question, model=self.model_name, mode=self.mode, answer=answer, note=note,
+            moments=moments, scores=[float(s) for s in scores], segments=[(s.start_s, s.end_s) for s in segs],
+            timings=timings,
+        )
+
+    def _no_answer_reason(self) -> str | None:
+        if not self.models.trained:
+            return ZERO_SHOT_NOTE
+        if not self.want_answer:
+            return "answer not requested"
+        if self.models.salova.llm is None:
+            return "the checkpoint has no LLM: moments only"
+        return None
+
+    def _ensure_indexed(self, path: Path) -> None:
+        """Index the video first when it is new or changed (with progress)."""
+        if self.index_dir.exists():
+            try:
+                if is_unchanged(self._reader().get_video(str(path)), path, path.stat()):
+                    return
+            except IndexStoreError as exc:
+                if "no index" not in str(exc):
+                    raise
+        self.close()  # the snapshot is stale once this video is (re)indexed
+        opts = IndexOptions(index_dir=self.index_dir, progress=self.progress, shard_from_env=False,
+                            **self.index_options)
+        summary = run_index([path], opts, models=self.models)
+        if summary.failed:
+            raise UsageError(summary.failures[0]["error"])
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+        """The ``limit`` best moments across the library.
+
+        FAISS finds candidate segments by joint-space similarity. Without a checkpoint they are the answer;
+        with one, the router re-scores every segment of the ``limit`` best candidate videos (a segment is
+        scored in the context of its whole video) and the best of those are returned.
+        """
+        query = (query or "").strip()
+        if not query:
+            raise UsageError("the search query is empty")
+        if limit < 1:
+            raise option_problem("limit", f"must be >= 1, got {limit}")
+        q = self.encode_query(query)
+        store = self._reader()
+        candidates = store.search_joint(q.joint, k=max(4 * limit, 32))  # [(video_id, segment, score)]
+        if self.models.trained:
+            vids = list(dict.fromkeys(v for v, _, _ in candidates))[:limit]
+            scored = self.scorer.score_videos(store, vids, q)
+            hits = [(v, i, float(s)) for v, scores in scored.items() for i, s in enumerate(scores)]
+        else:
+            hits = candidates
+        hits = sorted(hits, key=lambda h: -h[2])[:limit]
+        paths = {v.id: v.path for v in store.videos()}
+        out = []
+        for vid, idx, score in hits:
+            seg = store.segments(vid)[idx]
+            out.append(SearchHit(paths.get(vid, "?"), int(idx), seg.start_s, seg.end_s, float(score)))
+        return out
