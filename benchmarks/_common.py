@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +101,9 @@ def scene_video(seconds: float, size: tuple[int, int], fps: int, *, seed: int = 
     layers, which AdaptiveDetector finds. Frames are rendered straight into YUV 4:2:0 planes, so writing
     is about as fast as libx264 (preset veryfast) itself. Cached in ``benchmarks/_work``.
     """
-    import av
     import cv2
+
+    from salova.testing.videos import VideoWriter
 
     w, h = size
     if w % 2 or h % 4:
@@ -122,13 +122,8 @@ def scene_video(seconds: float, size: tuple[int, int], fps: int, *, seed: int = 
     log(f"writing {path.name}: {seconds:g} s, {len(lengths)} scenes ...")
     t0 = time.perf_counter()
     tmp = path.with_name(path.name + ".tmp.mp4")
-    rate = Fraction(fps)
     yuv = np.empty((h * 3 // 2, w), np.uint8)
-    with av.open(str(tmp), mode="w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        index = 0
+    with VideoWriter(tmp, fps, size, quality={"crf": str(crf)}) as writer:
         for length in lengths:
             # layer a: detailed texture; layer b: coarse blobs moving the other way
             a = _yuv_planes(_texture(rng, w + 2 * mw, h + 2 * mh, ((coarse, 0.6), (coarse // 4, 0.3), (4, 0.1))))
@@ -144,11 +139,8 @@ def scene_video(seconds: float, size: tuple[int, int], fps: int, *, seed: int = 
                     c = cv2.addWeighted(a[k][ay // 2 : ay // 2 + h // 2, ax // 2 : ax // 2 + w // 2], 0.625,
                                         b[k][by // 2 : by // 2 + h // 2, bx // 2 : bx // 2 + w // 2], 0.375, 0)
                     yuv[plane_row : plane_row + h // 4] = c.reshape(h // 4, w)
-                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-                frame.pts, frame.time_base = index, 1 / rate
-                out.mux(stream.encode(frame))
-                index += 1
-        out.mux(stream.encode(None))
+                writer.write(yuv, format="yuv420p")
+    index = writer.frames
     os.replace(tmp, path)
     meta_path.write_text(json.dumps({"scenes": len(lengths), "lengths": lengths, "frames": index}))
     elapsed = time.perf_counter() - t0

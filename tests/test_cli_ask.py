@@ -50,7 +50,7 @@ def test_ask_human_output_and_top_k_larger_than_segments(capsys, indexed):
 
 def test_ask_indexes_a_new_video_first(capsys, tmp_path, indexed, clip_dir):
     _, index = indexed
-    from tests.videos import make_video
+    from salova.testing.videos import make_video
 
     new = make_video(tmp_path / "new.mp4", [(2.0, (10, 10, 10)), (2.0, (250, 250, 250))], fps=FPS, size=(96, 64))
     run = cli(capsys, "ask", new.path, "white", "--index", index, "--json")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from salova.index.store import IndexStore
+from salova.testing.videos import make_audio_only, make_random_bytes, make_text_file, make_video, make_zero_byte
 from tests.cli_helpers import cli, cli_process, segments_table
-from tests.videos import make_audio_only, make_random_bytes, make_text_file, make_video, make_zero_byte
 
 FPS = 15
 LOOKS = [(230, 30, 30), (30, 200, 40), (40, 40, 220), "noise", "checker", (240, 240, 40)]

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from salova.models import Salova, batch_similarity_loss
+from salova.testing.videos import make_video
 from salova.tiny import make_tiny_salova
 from tests.cli_helpers import cli
-from tests.videos import make_video
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 50, 220), "yellow": (235, 220, 40),
            "white": (240, 240, 240), "black": (15, 15, 15), "purple": (140, 30, 170), "orange": (250, 140, 20)}

@@ -30,8 +30,7 @@ import numpy as np
 import pytest
 
 from salova.index.store import IndexStore
-from tests.cli_helpers import ROOT, cli, cli_env, segments_table
-from tests.videos import (
+from salova.testing.videos import (
     make_audio_only,
     make_corrupt_middle,
     make_random_bytes,
@@ -40,6 +39,7 @@ from tests.videos import (
     make_video,
     make_zero_byte,
 )
+from tests.cli_helpers import ROOT, cli, cli_env, segments_table
 
 FPS = 15
 SIZE = (96, 64)

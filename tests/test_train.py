@@ -21,11 +21,11 @@ import torch
 
 from salova.errors import TrainingDataError, UsageError
 from salova.models import Salova
+from salova.testing.videos import make_random_bytes, make_video
 from salova.train import STAGE_PRESETS, TrainConfig, resolve_config, stage_preset, train
 from salova.train.data import Scene, assign_scenes, read_samples, router_labels, sample_frames
 from salova.train.engine import cosine_with_warmup, deepspeed_config
 from tests.cli_helpers import ROOT, cli
-from tests.videos import make_random_bytes, make_video
 
 CONFIGS = ROOT / "training" / "configs"
 

@@ -15,6 +15,15 @@ import numpy as np
 import pytest
 
 from salova.errors import VideoOpenError
+from salova.testing.videos import (
+    make_audio_only,
+    make_corrupt_middle,
+    make_random_bytes,
+    make_text_file,
+    make_truncated,
+    make_video,
+    make_zero_byte,
+)
 from salova.video import (
     AdaptiveDetectorConfig,
     SampledFrame,
@@ -24,15 +33,6 @@ from salova.video import (
     VideoScanner,
     segment_frames,
     split_segments,
-)
-from tests.videos import (
-    make_audio_only,
-    make_corrupt_middle,
-    make_random_bytes,
-    make_text_file,
-    make_truncated,
-    make_video,
-    make_zero_byte,
 )
 
 BACKENDS = ["opencv", "pyav", "decord"]

@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +50,14 @@ def render(look, rng: np.random.Generator, i: int) -> np.ndarray:
 
 
 def write_video(path: Path, looks: list[str], durations: list[int], rng: np.random.Generator) -> None:
-    import av
+    from salova.testing.videos import VideoWriter
 
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(FPS))
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        # Lossless (qp 0): x264's rate control is not bit-reproducible from run to run on a busy machine;
-        # lossless frames decode to the same pixels whatever the encoder decided.
-        stream.options = {"qp": "0", "preset": "veryfast"}
-        pts = 0
+    # Lossless (qp 0): x264's rate control is not bit-reproducible from run to run on a busy machine;
+    # lossless frames decode to the same pixels whatever the encoder decided.
+    with VideoWriter(path, FPS, SIZE, quality={"qp": "0"}) as writer:
         for name, seconds in zip(looks, durations, strict=True):
             for i in range(seconds * FPS):
-                frame = av.VideoFrame.from_ndarray(render(LOOKS[name], rng, i), "rgb24")
-                frame.pts, frame.time_base = pts, Fraction(1, FPS)
-                out.mux(stream.encode(frame))
-                pts += 1
-        out.mux(stream.encode(None))
+                writer.write(render(LOOKS[name], rng, i))
 
 
 def make_split(root: Path, name: str, n: int, segments: int, rng: np.random.Generator) -> Path:

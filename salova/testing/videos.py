@@ -1,8 +1,7 @@
-"""Synthetic test videos with exactly known cuts, and broken files, written with PyAV.
+"""Synthetic videos with exactly known cuts, and broken files, written with PyAV: the one video writer that
+tests, benchmarks and demos (``training/synthetic_needle.py``) share.
 
-Import from any test module (``tests`` is a package)::
-
-    from tests.videos import make_video
+    from salova.testing.videos import make_video
 
     video = make_video(tmp_path / "a.mp4", segments=[(2.0, (255, 0, 0)), (2.0, "noise")])
     video.cut_frames   # [60]: the first frame of every scene after the first
@@ -84,6 +83,72 @@ def _render(look: Look, i: int, t: float, size: tuple[int, int], seed: int) -> n
     raise ValueError(f"unknown segment look {look!r}")
 
 
+class VideoWriter:
+    """Frames in, an H.264 (or other codec) file out: the one place synthetic videos are encoded.
+
+    ``quality`` are the codec options (default ``crf 18``; ``{"qp": "0"}`` is lossless, so frames decode to
+    the same pixels on every run). ``vfr`` gives a 1/90000 time base so irregular frame times survive muxing.
+    ``rotation`` is display-matrix metadata only; ``faststart`` puts an MP4's index first; ``audio`` adds an AAC
+    track for ``add_tone``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, fps: float, size: tuple[int, int], *, codec: str = "libx264",
+        quality: dict[str, str] | None = None, pix_fmt: str = "yuv420p", rotation: int = 0, faststart: bool = False,
+        vfr: bool = False, audio: bool = False,
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.size, self.vfr, self.frames = size, vfr, 0
+        self._out = av.open(str(self.path), mode="w", options={"movflags": "faststart"} if faststart else {})
+        self.stream = self._out.add_stream(codec, rate=self.rate)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = size[0], size[1], pix_fmt
+        if vfr:
+            self.stream.codec_context.time_base = Fraction(1, 90000)
+        if codec == "libx264":
+            self.stream.options = {"preset": "veryfast", **(quality or {"crf": "18"})}
+        else:
+            self.stream.bit_rate = 4_000_000
+        if rotation:
+            self.stream.set_display_rotation(rotation)
+        self.audio = None
+        if audio:  # streams must all exist before the first frame is muxed
+            self.audio = self._out.add_stream("aac", rate=44100)
+            self.audio.layout = "mono"
+
+    def write(self, image: np.ndarray, time_s: float | None = None, format: str = "rgb24") -> None:
+        """One frame: ``[H, W, 3]`` uint8 RGB, or a packed ``[H*3/2, W]`` plane buffer with ``format="yuv420p"``.
+        ``time_s`` only for ``vfr`` files (default: the next frame at ``fps``)."""
+        frame = av.VideoFrame.from_ndarray(image, format=format)
+        if self.vfr and time_s is not None:
+            frame.pts, frame.time_base = round(time_s * 90000), Fraction(1, 90000)
+        else:
+            frame.pts, frame.time_base = self.frames, 1 / self.rate
+        self._out.mux(self.stream.encode(frame))
+        self.frames += 1
+
+    def add_tone(self, seconds: float) -> None:
+        """``seconds`` of a 440 Hz tone on the audio track (``audio=True``; call after the last frame)."""
+        self._flush()
+        _write_tone(self._out, self.audio, seconds)
+
+    def _flush(self) -> None:
+        if self.stream is not None:
+            self._out.mux(self.stream.encode(None))
+            self.stream = None
+
+    def close(self) -> None:
+        self._flush()
+        self._out.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def make_video(
     path: str | os.PathLike,
     segments: Sequence[tuple[float, Look]],
@@ -105,50 +170,20 @@ def make_video(
     an MP4's index (moov) first, so a truncated copy still opens and decodes a prefix. ``pix_fmt``
     e.g. ``"yuv420p10le"`` for 10-bit video.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w, h = size
-    rate = Fraction(fps).limit_denominator(1001)
     counts = [round(d * fps) for d, _ in segments]
     total = sum(counts)
     if frame_times is not None and len(frame_times) != total:
         raise ValueError(f"frame_times has {len(frame_times)} entries, segments make {total} frames")
     cut_frames = list(np.cumsum(counts)[:-1].tolist()) if len(counts) > 1 else []
-
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), mode="w", options=options) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        if frame_times is not None:
-            # A fine time base so irregular timestamps survive muxing.
-            stream.codec_context.time_base = Fraction(1, 90000)
-        if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast"}
-        else:
-            stream.bit_rate = 4_000_000
-        if rotation:
-            stream.set_display_rotation(rotation)
-        audio = None
-        if with_audio:
-            audio = out.add_stream("aac", rate=44100)
-            audio.layout = "mono"
-
-        index = 0
+    with VideoWriter(path, fps, size, codec=codec, pix_fmt=pix_fmt, rotation=rotation, faststart=faststart,
+                     vfr=frame_times is not None, audio=with_audio) as writer:
         for seg, ((_, look), n) in enumerate(zip(segments, counts, strict=True)):
             for i in range(n):
-                frame = av.VideoFrame.from_ndarray(_render(look, i, i / fps, size, seed=seg), "rgb24")
-                if frame_times is not None:
-                    frame.pts = round(frame_times[index] * 90000)
-                    frame.time_base = Fraction(1, 90000)
-                else:
-                    frame.pts = index
-                    frame.time_base = 1 / rate
-                out.mux(stream.encode(frame))
-                index += 1
-        out.mux(stream.encode(None))
-        if audio is not None:
-            _write_tone(out, audio, total / fps)
-    return MadeVideo(path=path, fps=float(rate), size=size, num_frames=total, cut_frames=cut_frames)
+                t = frame_times[writer.frames] if frame_times is not None else None
+                writer.write(_render(look, i, i / fps, size, seed=seg), time_s=t)
+        if with_audio:
+            writer.add_tone(total / fps)
+    return MadeVideo(path=writer.path, fps=float(writer.rate), size=size, num_frames=total, cut_frames=cut_frames)
 
 
 def _write_tone(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float) -> None:
