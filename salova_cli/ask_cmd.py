@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova.retrieval import Session, ask_many, hms, plot_relevance, read_questions
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
@@ -42,13 +41,17 @@ def ask(
         raise UsageError("--plot works with a single question, not --questions")
     if questions is not None and not questions.is_file():
         raise UsageError(f"--questions {questions}: no such file")
+    from salova.retrieval import Session  # heavy (torch): not at start-up
+
     session = Session(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
                   answer=not no_answer, max_new_tokens=max_new_tokens, progress=show_progress(quiet, as_json))
     with session:
         return _ask(session, video, question, questions, plot, as_json)
 
 
-def _ask(session: Session, video, question, questions, plot, as_json) -> int:
+def _ask(session, video, question, questions, plot, as_json) -> int:
+    from salova.retrieval import ask_many, hms, plot_relevance, read_questions
+
     if questions is not None:
         failed = 0
         for result in ask_many(session, read_questions(questions, video)):
@@ -82,6 +85,8 @@ def search(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> int:
     """Search every indexed video for the moments that match a description."""
+    from salova.retrieval import Session, hms
+
     root = index_dir(index)
     if not (root / "index.duckdb").is_file():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")

@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova.index.records import default_index_dir
 
 # Library option fields whose flag is not simply "--" + the field with dashes.
 _FLAGS = {"max_segment_s": "--max-segment", "as_json": "--json", "questions_file": "--questions"}
@@ -25,7 +24,11 @@ DEVICE_HELP = "auto, cpu, cuda or cuda:N."
 
 
 def index_dir(value: Path | None) -> Path:
-    return Path(value).expanduser() if value is not None else default_index_dir()
+    if value is not None:
+        return Path(value).expanduser()
+    from salova.index.records import default_index_dir
+
+    return default_index_dir()
 
 
 def show_progress(quiet: bool, as_json: bool) -> bool:

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova.pipeline.run import IndexOptions, merge_shards, run_index
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, parse_shard, print_json, show_progress
 
 
@@ -33,6 +32,8 @@ def index(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
 ) -> int:
     """Segment videos into scenes and add them to the index (incremental, crash-safe)."""
+    from salova.pipeline.run import IndexOptions, merge_shards, run_index  # heavy (torch): not at start-up
+
     root = index_dir(index)
     if merge:
         result = merge_shards(root)
