@@ -324,6 +324,24 @@ def machine_line(info: dict[str, str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- docs
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def record_run(name: str, report: dict) -> Path:
+    """Append one run's raw figures to ``benchmarks/results/NAME.jsonl`` (every run is kept, not the best)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.jsonl"
+    entry = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), **report}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+    return path
+
+
+def section_markers(name: str, script: str) -> tuple[str, str]:
+    """The marker lines of the docs section that ``script`` writes (a test checks every section has its script)."""
+    return (f"<!-- {name}:start (written by {script}; edit the script, not this) -->", f"<!-- {name}:end -->")
+
+
 def write_docs_section(start: str, end: str, body: str) -> Path:
     """Replace the text between the ``start`` / ``end`` marker lines of docs/benchmarks.md (append if absent).
 

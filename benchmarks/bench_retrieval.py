@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import (  # noqa: E402
+    machine_info,
+    machine_line,
+    md_table,
+    record_run,
+    section_markers,
+    write_docs_section,  # noqa: E402
+)
 from salova.index.records import SegmentData  # noqa: E402
 from salova.index.store import IndexStore  # noqa: E402
 from salova.pipeline.files import content_hash  # noqa: E402
@@ -85,7 +92,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--width", type=int, default=256, help="tiny encoder width (joint and routing dims)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md (quick runs never do)")
     args = ap.parse_args()
+    command = "python benchmarks/bench_retrieval.py " + " ".join(sys.argv[1:])
     sizes = [10, 100] if args.quick else [10, 100, 1000]
     torch.set_num_threads(1)  # tiny models are latency-bound; more threads only add contention
 
@@ -96,6 +105,7 @@ def main() -> None:
     probe = work / "probe.mp4"
     probe.write_bytes(b"\0" * 4096)  # stands in for the asked video: only its size/mtime/hash are checked
 
+    load_before = _load()
     rows = []
     for n in sizes:
         root = work / f"lib{n}" / "index"
@@ -111,14 +121,47 @@ def main() -> None:
               f"(index built in {build_s:.1f}s)", file=sys.stderr)
     base, top = rows[0], rows[-1]
     ratios = {"search": round(top["search_ms"] / base["search_ms"], 2), "ask": round(top["ask_ms"] / base["ask_ms"], 2)}
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "python": platform.python_version(), "torch": torch.__version__},
+    report = {"machine": machine_info("cpu"),
               "segments_per_video": args.segments, "frames_per_segment": args.frames, "width": args.width,
               "rows": rows, f"ratio_{top['videos']}_over_{base['videos']}": ratios}
+    report["command"] = command.strip()
+    record_run("retrieval", report)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"ratio {top['videos']}/{base['videos']} videos: search {ratios['search']}x, ask {ratios['ask']}x")
+    if not args.quick and not args.no_docs:
+        write_docs_section(*section_markers("bench_retrieval", "benchmarks/bench_retrieval.py"),
+                           docs_section(report, args, load_before))
+
+
+def docs_section(report: dict, args, load_before: str) -> str:
+    rows = [[f"{r['videos']:,}", f"{r['segments']:,}", f"{r['search_ms']:.1f} ms", f"{r['ask_ms']:.1f} ms"]
+            for r in report["rows"]]
+    (key, ratios), = ((k, v) for k, v in report.items() if k.startswith("ratio_"))
+    top, base = report["rows"][-1]["videos"], report["rows"][0]["videos"]
+    return f"""## Retrieval latency: `ask` and `search` as the library grows
+
+Command: `{report['command']}` ({time.strftime('%Y-%m-%d')}).
+Machine: {machine_line(machine_info('cpu'))}; one torch thread. Load average before / after: {load_before} /
+{_load()} (ratios from one run; runs under load are noisier).
+
+Indexes filled with synthetic vectors (no decoding): {args.segments} segments per video, {args.frames} 1-FPS
+frames per segment, a tiny random CLIP of width {args.width} and a tiny SALOVA checkpoint (router mode), so
+every query costs the same text encoding and only the library size changes. Median of {args.repeat} queries
+after a warm-up, models loaded once (a `Session`, as in batch mode). `search` = text encoding + FAISS over
+every segment + router re-scoring of every segment of the `--limit` (10) best candidate videos;
+`ask --no-answer` = router scores over one video's segments + the best-frame refinement.
+
+{md_table(["videos", "segments", "search", "ask (retrieval only)"], rows)}
+
+**Ratio {top} / {base} videos: search {ratios['search']}x (target <= 1.5x), ask {ratios['ask']}x.**
+Raw figures of every run: `benchmarks/results/retrieval.jsonl`.
+"""
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
