@@ -4,8 +4,8 @@
 imported only when training starts (``pip install salova[train]``).
 """
 
-from salova.train.loop import TrainResult, train
 from salova.train.presets import STAGE_PRESETS, STAGES, TrainConfig, parse_set, resolve_config, stage_preset
+from salova.train.recipe import TrainResult, train
 
 __all__ = ["STAGES", "STAGE_PRESETS", "TrainConfig", "TrainResult", "parse_set", "resolve_config", "stage_preset",
            "train"]

@@ -1,4 +1,5 @@
-"""DeepSpeed set-up: process environment, the ZeRO-2 config generated from a TrainConfig, param groups, schedule.
+"""DeepSpeed set-up: process environment, the ZeRO-2 config generated from a TrainConfig, param groups, schedule,
+safe checkpoint loading, and the signal flag that stops training at a checkpoint.
 
 Launchers: ``deepspeed``/``torchrun`` set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; a
 plain ``salova train`` gets a one-process world (otherwise DeepSpeed goes looking for MPI). Without a GPU,
@@ -7,13 +8,15 @@ everything runs on the CPU with the gloo backend.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import math
 import os
+import signal
 import socket
-from contextlib import contextmanager
+import threading
 from pathlib import Path
 
 import torch
@@ -183,8 +186,7 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
     return out
 
 
-
-@contextmanager
+@contextlib.contextmanager
 def broadcast_parameters_first(module: torch.nn.Module, device: torch.device, world_size: int):
     """Move ``module`` to ``device`` and broadcast its parameters from rank 0 ourselves, then build the engine
     without DeepSpeed's own initial broadcast.
@@ -205,3 +207,59 @@ def broadcast_parameters_first(module: torch.nn.Module, device: torch.device, wo
         yield
     finally:
         DeepSpeedEngine._broadcast_model = original
+
+
+@contextlib.contextmanager
+def weights_only_torch_load():
+    """DeepSpeed loads its checkpoint files with ``weights_only=False`` (arbitrary unpickling); force the
+    restricted unpickler for the length of a resume so a tampered checkpoint cannot run code."""
+    real = torch.load
+
+    def safe_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+            yield
+    finally:
+        torch.load = real
+
+
+def _deepspeed_safe_globals() -> list:
+    """The plain-data classes DeepSpeed writes into its checkpoints (allowlisted for weights_only loads)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+class StopFlag:
+    """SIGINT/SIGTERM -> finish the current micro-batch, save a resumable checkpoint, stop."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._count = 0
+        self._old: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self._count += 1
+        if self.signal is None:
+            self.signal = signal.Signals(signum).name
+            logger.warning("%s: saving a resumable checkpoint, then stopping (press Ctrl-C twice more to abort)",
+                           self.signal)
+        elif self._count >= 3:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()

@@ -1,4 +1,4 @@
-"""`salova train`: one recipe with setup / train / save_checkpoint / cleanup, on DeepSpeed ZeRO-2.
+"""The training recipe of ``salova train``: setup / train / save_checkpoint / cleanup, on DeepSpeed ZeRO-2.
 
 Output directory layout::
 
@@ -18,14 +18,11 @@ reads back (trainer_state.json, the SALOVA checkpoint) is JSON or safetensors.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import shutil
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +32,7 @@ import torch
 from salova.errors import CheckpointError, UsageError
 from salova.train.data import Example, ReadReport, Skipped, TrainingSet, collate, read_samples
 from salova.train.engine import (
+    StopFlag,
     accumulation_steps,
     broadcast_parameters_first,
     cosine_with_warmup,
@@ -42,6 +40,7 @@ from salova.train.engine import (
     init_distributed,
     param_groups,
     setup_process_env,
+    weights_only_torch_load,
 )
 from salova.train.forward import SalovaForTraining
 from salova.train.presets import TrainConfig
@@ -71,49 +70,22 @@ class TrainResult:
 
 def train(config: TrainConfig) -> TrainResult:
     """Run the configured training stage; the library entry point of ``salova train``."""
-    trainer = Trainer(config.validate())
+    recipe = TrainingRecipe(config.validate())
     try:
-        trainer.setup()
-        return trainer.train()
+        recipe.setup()
+        return recipe.train()
     finally:
-        trainer.cleanup()
+        recipe.cleanup()
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM -> finish the current micro-batch, save a resumable checkpoint, stop."""
+class TrainingRecipe:
+    """One training run: ``setup()`` (processes, data, model, DeepSpeed engine), ``train()``, ``cleanup()``."""
 
-    def __init__(self):
-        self.signal: str | None = None
-        self._count = 0
-        self._old: dict = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self._count += 1
-        if self.signal is None:
-            self.signal = signal.Signals(signum).name
-            logger.warning("%s: saving a resumable checkpoint, then stopping (press Ctrl-C twice more to abort)",
-                           self.signal)
-        elif self._count >= 3:
-            raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
-class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.out = Path(cfg.output).expanduser()
         self.ckpt_dir = self.out / "checkpoints"
-        self.stop = _StopFlag()
+        self.stop = StopFlag()
         self.engine = None
         self.report = ReadReport()
 
@@ -407,7 +379,7 @@ class Trainer:
         if state.get("samples") != len(self.samples) or state.get("global_batch_size") != self.cfg.global_batch_size:
             logger.warning("resuming %s with different data or batch size than it was saved with: the data order "
                            "will not continue exactly", path.name)
-        with _weights_only_torch_load():
+        with weights_only_torch_load():
             load_path, _ = self.engine.load_checkpoint(
                 str(self.ckpt_dir), tag=path.name, load_module_strict=False, load_optimizer_states=True,
                 load_lr_scheduler_states=True,
@@ -435,33 +407,6 @@ class Trainer:
             self.engine.destroy()
         # The process group stays: DeepSpeed keeps its own handle on it, and a second train() in the same
         # process (tests, notebooks) reuses it.
-
-
-@contextlib.contextmanager
-def _weights_only_torch_load():
-    """DeepSpeed loads its checkpoint files with ``weights_only=False`` (arbitrary unpickling); force the
-    restricted unpickler for the length of a resume so a tampered checkpoint cannot run code."""
-    real = torch.load
-
-    def safe_load(*args, **kwargs):
-        kwargs["weights_only"] = True
-        return real(*args, **kwargs)
-
-    torch.load = safe_load
-    try:
-        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
-            yield
-    finally:
-        torch.load = real
-
-
-def _deepspeed_safe_globals() -> list:
-    """The plain-data classes DeepSpeed writes into its checkpoints (allowlisted for weights_only loads)."""
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
 def _complete_tags(ckpt_dir: Path) -> list[tuple[int, Path]]:
