@@ -153,7 +153,7 @@ def test_config_problems_are_one_usage_error(tmp_path):
         resolve_config("2", None, {"data": ["d"], "lr": -1, "max_token_drop": 1.5, "focus": "magic"})
     msg = str(err.value)
     assert "lr must be > 0" in msg and "max_token_drop" in msg and "focus" in msg
-    with pytest.raises(UsageError, match="--stage"):
+    with pytest.raises(UsageError, match="stage '3': expected one of"):  # field names; the CLI says --stage
         resolve_config("3", None, {"data": ["d"]})
     with pytest.raises(UsageError, match="no training data"):
         TrainConfig().validate()
@@ -330,7 +330,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, salova_dir,
     assert cut.interrupted == "SIGINT" and cut.exit_code == 130
     assert 2 <= cut.steps < steps and Path(cut.checkpoint).name == f"step{cut.steps}"
     assert not (out / "model.safetensors").exists()  # no final checkpoint for an interrupted run
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="resume is not set"):
         run(tmp_path, "2", llava_json, salova_dir, name="cut", **common)
 
     resumed, _ = run(tmp_path, "2", llava_json, salova_dir, name="cut", resume=True, **common)

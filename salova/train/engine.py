@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from salova.errors import UsageError
-from salova.train.presets import TrainConfig
+from salova.errors import option_problem
+from salova.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,9 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
     per_step = cfg.micro_batch_size * world_size
     if cfg.global_batch_size % per_step:
         lo = max(per_step, cfg.global_batch_size // per_step * per_step)
-        raise UsageError(
-            f"global batch {cfg.global_batch_size} is not a multiple of micro-batch {cfg.micro_batch_size} x "
-            f"{world_size} process(es); use --global-batch {lo} or {lo + per_step}, or change --micro-batch"
-        )
+        raise option_problem("global_batch_size", f"{cfg.global_batch_size} is not a multiple of the micro-batch size "
+                             f"{cfg.micro_batch_size} x {world_size} process(es): use {lo} or {lo + per_step}, or "
+                             "change the micro-batch size")
     return cfg.global_batch_size // per_step
 
 
@@ -109,9 +108,9 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, user_file: str | Path | 
     try:
         user = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--deepspeed {path}: cannot read a JSON config ({exc})") from None
+        raise option_problem("deepspeed", f"{path}: cannot read a JSON config ({exc})") from None
     if not isinstance(user, dict):
-        raise UsageError(f"--deepspeed {path}: expected a JSON object")
+        raise option_problem("deepspeed", f"{path}: expected a JSON object")
     merged = _fill_auto(copy.deepcopy(user), generated, path)
     for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         merged.setdefault(key, generated[key])
@@ -119,13 +118,13 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, user_file: str | Path | 
         merged.setdefault(key, generated[key])
     stage = merged.get("zero_optimization", {}).get("stage", 0)
     if stage not in (0, 1, 2):
-        raise UsageError(f"--deepspeed {path}: ZeRO stage {stage} is not supported (parameters would be "
-                         "partitioned); use stage 2 (the paper's) or lower")
+        raise option_problem("deepspeed", f"{path}: ZeRO stage {stage} is not supported (parameters would be "
+                             "partitioned); use stage 2 (the paper's) or lower")
     tb, mb, ga = (merged[k] for k in ("train_batch_size", "train_micro_batch_size_per_gpu",
                                       "gradient_accumulation_steps"))
     if tb != mb * ga * world_size:
-        raise UsageError(f"--deepspeed {path}: train_batch_size {tb} != micro-batch {mb} x accumulation {ga} x "
-                         f"{world_size} process(es); set them to \"auto\"")
+        raise option_problem("deepspeed", f"{path}: train_batch_size {tb} != micro-batch {mb} x accumulation {ga} x "
+                             f"{world_size} process(es); set them to \"auto\"")
     return merged
 
 
@@ -135,7 +134,7 @@ def _fill_auto(user, generated, path: Path, where: str = ""):
             sub = generated.get(key) if isinstance(generated, dict) else None
             if value == "auto":
                 if sub is None:
-                    raise UsageError(f"--deepspeed {path}: no value to fill in for \"auto\" at {where}{key}")
+                    raise option_problem("deepspeed", f"{path}: no value to fill in for \"auto\" at {where}{key}")
                 user[key] = sub
             else:
                 user[key] = _fill_auto(value, sub, path, f"{where}{key}.")

@@ -3,7 +3,7 @@
 Output directory layout::
 
     OUT/config.json, model.safetensors   the SALOVA checkpoint (Salova.from_pretrained(OUT))
-    OUT/llm/, OUT/encoder/               fine-tuned LLM / encoder when they trained (or came fine-tuned via --init)
+    OUT/llm/, OUT/encoder/               fine-tuned LLM / encoder when they trained (or came fine-tuned with init)
     OUT/train_config.json                the resolved configuration (+ world size, steps, precision)
     OUT/ds_config.json                   the DeepSpeed config used
     OUT/train_log.jsonl                  one line per optimizer step: loss, lm_loss, sim_loss, lr, samples/s
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from salova.errors import CheckpointError, UsageError
+from salova.errors import CheckpointError, option_problem
+from salova.train.config import TrainConfig
 from salova.train.data import Example, ReadReport, Skipped, TrainingSet, collate, read_samples
 from salova.train.engine import (
     StopFlag,
@@ -43,7 +44,6 @@ from salova.train.engine import (
     weights_only_torch_load,
 )
 from salova.train.forward import SalovaForTraining
-from salova.train.presets import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class TrainingRecipe:
     def setup(self) -> None:
         cfg = self.cfg
         if self.ckpt_dir.is_dir() and any(self.ckpt_dir.iterdir()) and not cfg.resume:
-            raise UsageError(f"{self.out} already holds training checkpoints: pass --resume to continue, "
-                             "or choose another --output")
+            raise option_problem("resume", f"is not set, but {self.out} already holds training checkpoints: set it to "
+                                 "continue them, or choose another output directory")
         self.rank, self.world, self.local_rank = setup_process_env()
         self.accum = accumulation_steps(cfg, self.world)  # a bad batch split fails before any loading
         ds_config = deepspeed_config(cfg, self.world, cfg.deepspeed)
@@ -113,7 +113,7 @@ class TrainingRecipe:
         self.model = model
         groups = param_groups(model, cfg)
         if not groups:
-            raise UsageError(f"nothing to train: train_parts {cfg.train_parts} match no part of this model")
+            raise option_problem("train_parts", f"{cfg.train_parts} match no part of this model: nothing to train")
         self.trained = {g["name"] for g in groups}
         self._gradient_checkpointing()
         wrapper = SalovaForTraining(
@@ -168,7 +168,7 @@ class TrainingRecipe:
                     "bf16" if self.bf16 else "fp32")
 
     def build_model(self):
-        """--init checkpoint, or a fresh model from --encoder/--llm with the paper's part sizes."""
+        """The ``init`` checkpoint, or a fresh model from ``encoder``/``llm`` with the paper's part sizes."""
         from salova.models import FocusFastLM, Salova, VisionTextEncoder, config_for_encoder
 
         cfg = self.cfg
@@ -183,9 +183,9 @@ class TrainingRecipe:
                 config = config_for_encoder(encoder, llm_hidden=llm.hidden_size if llm else None,
                                             connector=over.pop("connector", {}), router=over.pop("router", {}))
             except (TypeError, ValueError) as exc:
-                raise UsageError(f"model_overrides: {exc}") from None
+                raise option_problem("model_overrides", f"do not fit this model ({exc})") from None
             if over:
-                raise UsageError(f"model_overrides: only 'connector' and 'router' can be set, got {sorted(over)}")
+                raise option_problem("model_overrides", f"can set only connector and router, got {sorted(over)}")
             config.llm = cfg.llm
             model = Salova(config, encoder=encoder, llm=llm)
         if model.encoder is None:
@@ -373,7 +373,7 @@ class TrainingRecipe:
         """Restore the latest complete checkpoint; returns its optimizer step."""
         tags = sorted(_complete_tags(self.ckpt_dir), key=lambda t: t[0])
         if not tags:
-            raise CheckpointError(f"--resume: no complete checkpoint under {self.ckpt_dir}")
+            raise CheckpointError(f"cannot resume: no complete checkpoint under {self.ckpt_dir}")
         step, path = tags[-1]
         state = json.loads((path / STATE_NAME).read_text())
         if state.get("samples") != len(self.samples) or state.get("global_batch_size") != self.cfg.global_batch_size:
@@ -385,7 +385,7 @@ class TrainingRecipe:
                 load_lr_scheduler_states=True,
             )
         if load_path is None:
-            raise CheckpointError(f"--resume: DeepSpeed could not load {path}")
+            raise CheckpointError(f"cannot resume: DeepSpeed could not load {path}")
         logger.info("resumed from %s (step %d)", path, step)
         return step
 
