@@ -129,7 +129,7 @@ def _field_option(field: dataclasses.Field, tp) -> tuple[typing.Any, typing.Any]
 
 
 def _default_note(field: dataclasses.Field) -> str:
-    """" (default: X)" from the field's default, or from the stage presets where they differ."""
+    """The help's "(default: X)": the field's default, or the stage presets' values where they differ."""
     default = getattr(TrainConfig(), field.name)
     per_stage = [STAGE_PRESETS[s].get(field.name, default) for s in STAGES]
     if any(v != default for v in per_stage):

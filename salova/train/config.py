@@ -168,7 +168,7 @@ def stage_preset(stage: str | float) -> TrainConfig:
 
 
 def stage_key(stage) -> str:
-    """"1", "1.5" or "2" from the ways a stage gets written (1, 1.0, 1.5, "15"); anything else as text."""
+    """The stage key ("1", "1.5" or "2") from the ways a stage gets written (1, 1.0, 1.5, "15"); else as text."""
     key = str(stage).strip()
     return {"1.0": "1", "2.0": "2", "15": "1.5"}.get(key, key)
 
