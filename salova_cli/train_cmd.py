@@ -1,90 +1,88 @@
-"""`salova train --stage {1,1.5,2} --data FILE --output DIR`."""
+"""`salova train --stage {1,1.5,2} --data FILE --output DIR`, generated from ``TrainConfig``.
+
+Every field of ``salova.train.config.TrainConfig`` is an option: its help, type and default come from the
+field. The fields in ``FLAGS`` get a flag of their own (``--field-name`` unless named there); the others
+are set with ``--set KEY=VALUE`` or in a ``--config`` file. Only flag wording lives here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
+import typing
 from pathlib import Path
 
 import typer
 
-from salova.train.presets import parse_set, resolve_config
+from salova.errors import UsageError
+from salova.train.config import STAGE_PRESETS, STAGES, TrainConfig, field_types, resolve_config
 
-_PRESET = "default: the stage preset"
+# Fields with a flag, in --help order: () is --field-name, else the flag's names.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "stage": (), "data": (), "output": ("--output", "-o"), "video_root": (), "image_root": (), "init": (),
+    "encoder": (), "llm": (), "lr": (), "llm_lr": (), "encoder_lr": (), "global_batch_size": ("--global-batch",),
+    "micro_batch_size": ("--micro-batch",), "epochs": (), "max_steps": (), "warmup_ratio": (), "max_token_drop": (),
+    "max_length": (), "top_k": (), "sim_loss_weight": (), "v2t_threshold": (), "t2t_threshold": (), "focus": (),
+    "precision": (), "deepspeed": (), "save_every": (), "resume": (), "num_workers": (), "seed": (),
+}
+# Names the library gives to things that are not TrainConfig fields.
+_OTHER_FLAGS = {"config_file": "--config"}
 
 
-def train(
-    stage: str | None = typer.Option(None, "--stage", help="Paper stage: 1, 1.5 or 2 (default: the config's, else 2)."),
-    data: list[Path] = typer.Option(None, "--data", help="Training data: LLaVA-style .json or SceneWalk .jsonl "
-                                    "(repeatable)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Output directory (the SALOVA checkpoint)."),
-    video_root: Path | None = typer.Option(None, "--video-root", help="Folder of relative 'video' paths "
-                                           "(default: the data file's folder)."),
-    image_root: Path | None = typer.Option(None, "--image-root", help="Folder of relative 'image' paths "
-                                           "(default: --video-root)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML/JSON file of training options (flags win)."),
-    init: str | None = typer.Option(None, "--init", help="SALOVA checkpoint to start from (the previous stage's "
-                                    "output)."),
-    encoder: str | None = typer.Option(None, "--encoder", help="Fresh model: CLIP/SigLIP hub id or dir "
-                                       "(default: openai/clip-vit-large-patch14-336)."),
-    llm: str | None = typer.Option(None, "--llm", help="Fresh model: causal LM hub id or dir, or 'none' for "
-                                   "retrieval only (default: meta-llama/Llama-3.2-3B-Instruct)."),
-    lr: float | None = typer.Option(None, "--lr", help=f"Connector/router/projector (and LLM) lr ({_PRESET})."),
-    llm_lr: float | None = typer.Option(None, "--llm-lr", help="LLM lr (default: --lr)."),
-    encoder_lr: float | None = typer.Option(None, "--encoder-lr", help=f"Vision/text encoder lr ({_PRESET})."),
-    global_batch: int | None = typer.Option(None, "--global-batch", help=f"Samples per optimizer step ({_PRESET})."),
-    micro_batch: int | None = typer.Option(None, "--micro-batch", help=f"Samples per process per pass ({_PRESET})."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Passes over the data (default: 1)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Warm-up fraction (default: 0.03)."),
-    max_token_drop: float | None = typer.Option(None, "--max-token-drop", help=f"Connector token drop ({_PRESET})."),
-    max_length: int | None = typer.Option(None, "--max-length", help="LLM sequence length (default: 8192)."),
-    top_k: int | None = typer.Option(None, "--top-k", help="Focus segments (default: 5)."),
-    sim_loss_weight: float | None = typer.Option(None, "--sim-loss-weight", help=f"Similarity-loss weight "
-                                                 f"({_PRESET}: 5.0 / 1.0 / 1.0)."),
-    v2t_threshold: float | None = typer.Option(None, "--v2t-threshold", help="Positive if v2t score > this "
-                                               "(default: 0.18)."),
-    t2t_threshold: float | None = typer.Option(None, "--t2t-threshold", help="... or t2t score > this "
-                                               "(default: 0.8)."),
-    focus: str | None = typer.Option(None, "--focus", help="Focus segments in training: labels or router "
-                                     "(default: labels)."),
-    precision: str | None = typer.Option(None, "--precision", help="auto (bf16 where supported), bf16 or fp32."),
-    deepspeed: Path | None = typer.Option(None, "--deepspeed", help="DeepSpeed JSON ('auto' values are filled "
-                                          "in; default: generated ZeRO-2)."),
-    save_every: int | None = typer.Option(None, "--save-every", help="Resumable checkpoint every N steps "
-                                          "(default: 500)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTPUT."),
-    num_workers: int | None = typer.Option(None, "--num-workers", help="Decoding processes per GPU (default: 2)."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: 42)."),
-    set_: list[str] = typer.Option(None, "--set", help="Any other option as KEY=VALUE (repeatable), e.g. "
-                                   "--set router_query=answer."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved options and exit."),
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    local_rank: int | None = typer.Option(None, "--local_rank", "--local-rank", hidden=True,
-                                          help="Set by the deepspeed launcher."),
-) -> int:
-    """Train SALOVA (paper stages 1, 1.5, 2) on DeepSpeed ZeRO-2; runs under deepspeed/torchrun for many GPUs."""
+def flag_of(field: str) -> str:
+    """How the command line spells a TrainConfig field (``global_batch_size`` -> ``--global-batch``)."""
+    if field in FLAGS:
+        return (FLAGS[field] or ("--" + field.replace("_", "-"),))[0]
+    if field in _OTHER_FLAGS:
+        return _OTHER_FLAGS[field]
+    return f"--set {field}" if field in field_types() else field
+
+
+def set_keys() -> list[str]:
+    """The fields without a flag of their own, set with --set KEY=VALUE."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FLAGS]
+
+
+def parse_set(items: list[str]) -> dict:
+    """``--set key=value`` pairs -> {key: value}; values parse as JSON when they can (numbers, lists, null);
+    dotted keys nest (``model_overrides.connector.num_latents=64``)."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set warmup_ratio=0.05")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _run(options: dict) -> int:
+    """The command's body: flags -> overrides -> ``resolve_config`` -> ``salova.train.train`` -> summary."""
     from salova.train import train as run_training
 
-    if local_rank is not None:
-        os.environ.setdefault("LOCAL_RANK", str(local_rank))
-    flags = dict(
-        data=[str(p) for p in data] if data else None, output=str(output) if output else None,
-        video_root=_str(video_root), image_root=_str(image_root), init=init, encoder=encoder,
-        llm=llm, lr=lr, llm_lr=llm_lr,
-        encoder_lr=encoder_lr, global_batch_size=global_batch, micro_batch_size=micro_batch, epochs=epochs,
-        max_steps=max_steps, warmup_ratio=warmup_ratio, max_token_drop=max_token_drop, max_length=max_length,
-        top_k=top_k, sim_loss_weight=sim_loss_weight, v2t_threshold=v2t_threshold, t2t_threshold=t2t_threshold,
-        focus=focus, precision=precision, deepspeed=_str(deepspeed), save_every=save_every,
-        resume=resume or None, num_workers=num_workers, seed=seed, progress=False if quiet or as_json else None,
-    )
-    flags.update(parse_set(set_ or []))
-    cfg = resolve_config(stage, config, flags)
-    if print_config:
-        typer.echo(json.dumps(cfg.to_dict(), indent=2))
-        return 0
-    result = run_training(cfg)
+    if options["local_rank"] is not None:
+        os.environ.setdefault("LOCAL_RANK", str(options["local_rank"]))
+    quiet, as_json = options["quiet"], options["as_json"]
+    overrides = {name: _from_flag(options[name]) for name in FLAGS if name != "stage"}
+    overrides["progress"] = False if quiet or as_json else None
+    overrides.update(parse_set(options["set_"] or []))
+    try:
+        cfg = resolve_config(options["stage"], options["config"], overrides)
+        if options["print_config"]:
+            typer.echo(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        result = run_training(cfg)
+    except UsageError as exc:  # the library names fields; say it with flags
+        raise UsageError(exc.describe(flag_of)) from None
     if os.environ.get("RANK", "0") != "0" or quiet:
         return result.exit_code
     if as_json:
@@ -101,5 +99,83 @@ def train(
     return result.exit_code
 
 
-def _str(p: Path | None) -> str | None:
-    return str(p) if p is not None else None
+def _from_flag(value):
+    """A flag's value as the library takes it: paths as text, an absent flag (None, [], off) as None."""
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value] or None
+    if isinstance(value, Path):
+        return str(value)
+    return None if value is False else value
+
+
+# ---------------------------------------------------------------------------------------- generation
+def _field_option(field: dataclasses.Field, tp) -> tuple[typing.Any, typing.Any]:
+    """(annotation, typer.Option) of a field's flag: bools are switches, lists repeat, choices show."""
+    names = FLAGS[field.name] or ("--" + field.name.replace("_", "-"),)
+    args = typing.get_args(tp)
+    base = next(a for a in args if a is not type(None)) if type(None) in args else tp  # X | None -> X
+    help_text = field.metadata["help"] + _default_note(field)
+    path = field.metadata["path"]
+    if base is bool:
+        return bool, typer.Option(False, *names, help=help_text)
+    if typing.get_origin(base) is list:
+        item = Path if path else str
+        return list[item], typer.Option(None, *names, help=help_text + " Repeatable.")
+    if typing.get_origin(base) is typing.Literal:
+        choices = "|".join(str(c) for c in typing.get_args(base))
+        return str | None, typer.Option(None, *names, metavar=f"[{choices}]", help=help_text)
+    kind = Path if path else base
+    return kind | None, typer.Option(None, *names, help=help_text)
+
+
+def _default_note(field: dataclasses.Field) -> str:
+    """The help's "(default: X)": the field's default, or the stage presets' values where they differ."""
+    default = getattr(TrainConfig(), field.name)
+    per_stage = [STAGE_PRESETS[s].get(field.name, default) for s in STAGES]
+    if any(v != default for v in per_stage):
+        return f" (default by stage {' / '.join(STAGES)}: {' / '.join(_shown(v) for v in per_stage)})"
+    if default is None or isinstance(default, bool) or default in ([], {}):
+        return ""
+    return f" (default: {_shown(default)})"
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value)
+    return str(value)
+
+
+def _command():
+    """A function whose signature is the command's options, for typer: the fields in FLAGS, then the
+    command's own options."""
+    types = field_types()
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    params = [(name, *_field_option(fields[name], types[name])) for name in FLAGS]
+    set_help = ("Any other option as KEY=VALUE (repeatable; VALUE parses as JSON), e.g. --set router_query=answer. "
+                f"Keys: {', '.join(set_keys())}.")
+    params += [
+        ("config", Path | None, typer.Option(None, "--config", help="YAML/JSON file of training options (flags "
+                                             "win; the file wins over the stage preset).")),
+        ("set_", list[str], typer.Option(None, "--set", help=set_help)),
+        ("print_config", bool, typer.Option(False, "--print-config", help="Print the resolved options and exit.")),
+        ("as_json", bool, typer.Option(False, "--json", help="Print a machine-readable summary.")),
+        ("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress bar and no summary.")),
+        ("local_rank", int | None, typer.Option(None, "--local_rank", "--local-rank", hidden=True,
+                                                help="Set by the deepspeed launcher.")),
+    ]
+
+    def train(**options) -> int:
+        return _run(options)
+
+    train.__doc__ = ("Train SALOVA (paper stages 1, 1.5, 2) on DeepSpeed ZeRO-2; runs under deepspeed/torchrun for "
+                     "many GPUs. Options not given come from --config, then the stage preset.")
+    train.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
+         for name, ann, opt in params])
+    train.__annotations__ = {name: ann for name, ann, _ in params} | {"return": int}
+    return train
+
+
+train = _command()

@@ -18,16 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from salova.errors import TrainingDataError, UsageError
 from salova.models import Salova
 from salova.testing.videos import make_random_bytes, make_video
-from salova.train import STAGE_PRESETS, TrainConfig, resolve_config, stage_preset, train
+from salova.train import STAGE_PRESETS, STAGES, TrainConfig, resolve_config, stage_preset, train
 from salova.train.data import Scene, assign_scenes, read_samples, router_labels, sample_frames
 from salova.train.engine import cosine_with_warmup, deepspeed_config
 from tests.cli_helpers import ROOT, cli
 
 CONFIGS = ROOT / "training" / "configs"
+RECIPES = sorted(CONFIGS.glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)
@@ -128,9 +130,15 @@ def test_presets_are_the_papers_table_5():
         assert (c.v2t_threshold, c.t2t_threshold) == (0.18, 0.8)
 
 
-@pytest.mark.parametrize("stage,name", [("1", "stage1.yaml"), ("1.5", "stage1_5.yaml"), ("2", "stage2.yaml")])
-def test_shipped_recipes_equal_the_presets(stage, name):
-    from_file = resolve_config(None, CONFIGS / name, {"data": ["x.json"]})
+def test_every_stage_has_a_shipped_recipe():
+    assert sorted(yaml.safe_load(p.read_text())["stage"] for p in RECIPES) == sorted(STAGES)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_equal_the_presets(path):
+    """STAGE_PRESETS is the one source; every YAML in training/configs must resolve to its stage's preset."""
+    stage = yaml.safe_load(path.read_text())["stage"]
+    from_file = resolve_config(None, path, {"data": ["x.json"]})
     expected = stage_preset(stage)
     expected.data = ["x.json"]
     assert from_file == expected
@@ -153,7 +161,7 @@ def test_config_problems_are_one_usage_error(tmp_path):
         resolve_config("2", None, {"data": ["d"], "lr": -1, "max_token_drop": 1.5, "focus": "magic"})
     msg = str(err.value)
     assert "lr must be > 0" in msg and "max_token_drop" in msg and "focus" in msg
-    with pytest.raises(UsageError, match="--stage"):
+    with pytest.raises(UsageError, match="stage '3': expected one of"):  # field names; the CLI says --stage
         resolve_config("3", None, {"data": ["d"]})
     with pytest.raises(UsageError, match="no training data"):
         TrainConfig().validate()
@@ -330,7 +338,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, salova_dir,
     assert cut.interrupted == "SIGINT" and cut.exit_code == 130
     assert 2 <= cut.steps < steps and Path(cut.checkpoint).name == f"step{cut.steps}"
     assert not (out / "model.safetensors").exists()  # no final checkpoint for an interrupted run
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="resume is not set"):
         run(tmp_path, "2", llava_json, salova_dir, name="cut", **common)
 
     resumed, _ = run(tmp_path, "2", llava_json, salova_dir, name="cut", resume=True, **common)
@@ -374,6 +382,85 @@ def test_cli_print_config_and_errors(capsys, tmp_path):
     assert r.code == 1 and "training data file not found" in r.err and len(r.err.strip().splitlines()) == 1
     r = cli(capsys, "train", "--stage", "7", "--data", "x.json")
     assert r.code == 2 and "--stage" in r.err
+    r = cli(capsys, "train", "--data", "x.json", "--set", "lr=-1", "--set", "train_parts=[]", "--print-config")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1
+    assert "--lr must be > 0" in r.err and "--set train_parts is empty" in r.err  # field names become flags
+
+
+# The flags of `salova train`, pinned: the command is generated from TrainConfig, and must keep these.
+TRAIN_FLAGS = {
+    "--stage", "--data", "--output", "-o", "--video-root", "--image-root", "--init", "--encoder", "--llm", "--lr",
+    "--llm-lr", "--encoder-lr", "--global-batch", "--micro-batch", "--epochs", "--max-steps", "--warmup-ratio",
+    "--max-token-drop", "--max-length", "--top-k", "--sim-loss-weight", "--v2t-threshold", "--t2t-threshold",
+    "--focus", "--precision", "--deepspeed", "--save-every", "--resume", "--num-workers", "--seed",
+    "--config", "--set", "--print-config", "--json", "--quiet", "-q", "--local_rank", "--local-rank",
+}
+CLI_OWN = {"config", "set_", "print_config", "as_json", "quiet", "local_rank"}  # options that are not fields
+
+
+def _a_value_other_than(default, f, tp):
+    """A valid value of field ``f`` (of type ``tp``) other than ``default``."""
+    import typing
+
+    args = typing.get_args(tp)
+    base = next(a for a in args if a is not type(None)) if type(None) in args else tp
+    if typing.get_origin(base) is typing.Literal:
+        return next(c for c in typing.get_args(base) if c != default)
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        if typing.get_origin(item) is typing.Literal:
+            return [typing.get_args(item)[0]]
+        return [0.5, 0.25] if item is float else ["a.json", "b.jsonl"]
+    if base is bool:
+        return not default
+    if base is int:
+        return 3 if default is None else default + 3
+    if base is float:
+        if default is None:
+            return 0.25
+        return (default + f.metadata["lt"]) / 2 if f.metadata["lt"] is not None else default + 1.5
+    if base is dict:
+        return {"connector": {"depth": 1}}
+    return f"some/where-{f.name}"
+
+
+def test_cli_options_are_the_config_fields(capsys):
+    """Every TrainConfig field is reachable from the command line (its flag, else --set), every flag is a field
+    (or one of the command's own options), and a value given either way lands in the resolved config."""
+    import dataclasses
+
+    import typer
+
+    from salova.train.config import field_types
+    from salova_cli import train_cmd
+
+    app = typer.Typer(add_completion=False)
+    app.command()(train_cmd.train)
+    command = typer.main.get_command(app)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    params = {p.name: p for p in command.params if p.name != "help"}
+    assert set(params) - CLI_OWN == set(train_cmd.FLAGS) and set(train_cmd.FLAGS) <= fields  # no extra flag
+    assert {o for p in params.values() for o in p.opts + p.secondary_opts} == TRAIN_FLAGS  # today's flags
+    assert set(train_cmd.FLAGS) | set(train_cmd.set_keys()) == fields
+    assert all(params[name].help.startswith(f.metadata["help"]) for f in dataclasses.fields(TrainConfig)
+               if (name := f.name) in params)
+
+    types, argv, expected = field_types(), [], {}
+    preset = stage_preset("1")  # the stage given below; every other field gets a value unlike its preset's
+    for f in dataclasses.fields(TrainConfig):
+        value = expected[f.name] = "1" if f.name == "stage" else _a_value_other_than(
+            getattr(preset, f.name), f, types[f.name])
+        if f.name not in train_cmd.FLAGS:
+            argv += ["--set", f"{f.name}={json.dumps(value)}"]
+        elif isinstance(value, bool):
+            argv += [train_cmd.flag_of(f.name)] if value else []
+        elif isinstance(value, list):
+            argv += [x for v in value for x in (train_cmd.flag_of(f.name), v)]
+        else:
+            argv += [train_cmd.flag_of(f.name), repr(value) if isinstance(value, float) else value]
+    r = cli(capsys, "train", *argv, "--print-config")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == expected
 
 
 # ---------------------------------------------------------------- multi-process

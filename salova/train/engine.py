@@ -1,4 +1,5 @@
-"""DeepSpeed set-up: process environment, the ZeRO-2 config generated from a TrainConfig, param groups, schedule.
+"""DeepSpeed set-up: process environment, the ZeRO-2 config generated from a TrainConfig, param groups, schedule,
+safe checkpoint loading, and the signal flag that stops training at a checkpoint.
 
 Launchers: ``deepspeed``/``torchrun`` set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; a
 plain ``salova train`` gets a one-process world (otherwise DeepSpeed goes looking for MPI). Without a GPU,
@@ -7,19 +8,21 @@ everything runs on the CPU with the gloo backend.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import math
 import os
+import signal
 import socket
-from contextlib import contextmanager
+import threading
 from pathlib import Path
 
 import torch
 
-from salova.errors import UsageError
-from salova.train.presets import TrainConfig
+from salova.errors import option_problem
+from salova.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +74,9 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
     per_step = cfg.micro_batch_size * world_size
     if cfg.global_batch_size % per_step:
         lo = max(per_step, cfg.global_batch_size // per_step * per_step)
-        raise UsageError(
-            f"global batch {cfg.global_batch_size} is not a multiple of micro-batch {cfg.micro_batch_size} x "
-            f"{world_size} process(es); use --global-batch {lo} or {lo + per_step}, or change --micro-batch"
-        )
+        raise option_problem("global_batch_size", f"{cfg.global_batch_size} is not a multiple of the micro-batch size "
+                             f"{cfg.micro_batch_size} x {world_size} process(es): use {lo} or {lo + per_step}, or "
+                             "change the micro-batch size")
     return cfg.global_batch_size // per_step
 
 
@@ -106,9 +108,9 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, user_file: str | Path | 
     try:
         user = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--deepspeed {path}: cannot read a JSON config ({exc})") from None
+        raise option_problem("deepspeed", f"{path}: cannot read a JSON config ({exc})") from None
     if not isinstance(user, dict):
-        raise UsageError(f"--deepspeed {path}: expected a JSON object")
+        raise option_problem("deepspeed", f"{path}: expected a JSON object")
     merged = _fill_auto(copy.deepcopy(user), generated, path)
     for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         merged.setdefault(key, generated[key])
@@ -116,13 +118,13 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, user_file: str | Path | 
         merged.setdefault(key, generated[key])
     stage = merged.get("zero_optimization", {}).get("stage", 0)
     if stage not in (0, 1, 2):
-        raise UsageError(f"--deepspeed {path}: ZeRO stage {stage} is not supported (parameters would be "
-                         "partitioned); use stage 2 (the paper's) or lower")
+        raise option_problem("deepspeed", f"{path}: ZeRO stage {stage} is not supported (parameters would be "
+                             "partitioned); use stage 2 (the paper's) or lower")
     tb, mb, ga = (merged[k] for k in ("train_batch_size", "train_micro_batch_size_per_gpu",
                                       "gradient_accumulation_steps"))
     if tb != mb * ga * world_size:
-        raise UsageError(f"--deepspeed {path}: train_batch_size {tb} != micro-batch {mb} x accumulation {ga} x "
-                         f"{world_size} process(es); set them to \"auto\"")
+        raise option_problem("deepspeed", f"{path}: train_batch_size {tb} != micro-batch {mb} x accumulation {ga} x "
+                             f"{world_size} process(es); set them to \"auto\"")
     return merged
 
 
@@ -132,7 +134,7 @@ def _fill_auto(user, generated, path: Path, where: str = ""):
             sub = generated.get(key) if isinstance(generated, dict) else None
             if value == "auto":
                 if sub is None:
-                    raise UsageError(f"--deepspeed {path}: no value to fill in for \"auto\" at {where}{key}")
+                    raise option_problem("deepspeed", f"{path}: no value to fill in for \"auto\" at {where}{key}")
                 user[key] = sub
             else:
                 user[key] = _fill_auto(value, sub, path, f"{where}{key}.")
@@ -183,8 +185,7 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
     return out
 
 
-
-@contextmanager
+@contextlib.contextmanager
 def broadcast_parameters_first(module: torch.nn.Module, device: torch.device, world_size: int):
     """Move ``module`` to ``device`` and broadcast its parameters from rank 0 ourselves, then build the engine
     without DeepSpeed's own initial broadcast.
@@ -205,3 +206,59 @@ def broadcast_parameters_first(module: torch.nn.Module, device: torch.device, wo
         yield
     finally:
         DeepSpeedEngine._broadcast_model = original
+
+
+@contextlib.contextmanager
+def weights_only_torch_load():
+    """DeepSpeed loads its checkpoint files with ``weights_only=False`` (arbitrary unpickling); force the
+    restricted unpickler for the length of a resume so a tampered checkpoint cannot run code."""
+    real = torch.load
+
+    def safe_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+            yield
+    finally:
+        torch.load = real
+
+
+def _deepspeed_safe_globals() -> list:
+    """The plain-data classes DeepSpeed writes into its checkpoints (allowlisted for weights_only loads)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+class StopFlag:
+    """SIGINT/SIGTERM -> finish the current micro-batch, save a resumable checkpoint, stop."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._count = 0
+        self._old: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self._count += 1
+        if self.signal is None:
+            self.signal = signal.Signals(signum).name
+            logger.warning("%s: saving a resumable checkpoint, then stopping (press Ctrl-C twice more to abort)",
+                           self.signal)
+        elif self._count >= 3:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()

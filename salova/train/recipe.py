@@ -1,9 +1,9 @@
-"""`salova train`: one recipe with setup / train / save_checkpoint / cleanup, on DeepSpeed ZeRO-2.
+"""The training recipe of ``salova train``: setup / train / save_checkpoint / cleanup, on DeepSpeed ZeRO-2.
 
 Output directory layout::
 
     OUT/config.json, model.safetensors   the SALOVA checkpoint (Salova.from_pretrained(OUT))
-    OUT/llm/, OUT/encoder/               fine-tuned LLM / encoder when they trained (or came fine-tuned via --init)
+    OUT/llm/, OUT/encoder/               fine-tuned LLM / encoder when they trained (or came fine-tuned with init)
     OUT/train_config.json                the resolved configuration (+ world size, steps, precision)
     OUT/ds_config.json                   the DeepSpeed config used
     OUT/train_log.jsonl                  one line per optimizer step: loss, lm_loss, sim_loss, lr, samples/s
@@ -18,23 +18,22 @@ reads back (trainer_state.json, the SALOVA checkpoint) is JSON or safetensors.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import shutil
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from salova.errors import CheckpointError, UsageError
+from salova.errors import CheckpointError, option_problem
+from salova.train.config import TrainConfig
 from salova.train.data import Example, ReadReport, Skipped, TrainingSet, collate, read_samples
 from salova.train.engine import (
+    StopFlag,
     accumulation_steps,
     broadcast_parameters_first,
     cosine_with_warmup,
@@ -42,9 +41,9 @@ from salova.train.engine import (
     init_distributed,
     param_groups,
     setup_process_env,
+    weights_only_torch_load,
 )
 from salova.train.forward import SalovaForTraining
-from salova.train.presets import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,49 +70,22 @@ class TrainResult:
 
 def train(config: TrainConfig) -> TrainResult:
     """Run the configured training stage; the library entry point of ``salova train``."""
-    trainer = Trainer(config.validate())
+    recipe = TrainingRecipe(config.validate())
     try:
-        trainer.setup()
-        return trainer.train()
+        recipe.setup()
+        return recipe.train()
     finally:
-        trainer.cleanup()
+        recipe.cleanup()
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM -> finish the current micro-batch, save a resumable checkpoint, stop."""
+class TrainingRecipe:
+    """One training run: ``setup()`` (processes, data, model, DeepSpeed engine), ``train()``, ``cleanup()``."""
 
-    def __init__(self):
-        self.signal: str | None = None
-        self._count = 0
-        self._old: dict = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self._count += 1
-        if self.signal is None:
-            self.signal = signal.Signals(signum).name
-            logger.warning("%s: saving a resumable checkpoint, then stopping (press Ctrl-C twice more to abort)",
-                           self.signal)
-        elif self._count >= 3:
-            raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
-class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.out = Path(cfg.output).expanduser()
         self.ckpt_dir = self.out / "checkpoints"
-        self.stop = _StopFlag()
+        self.stop = StopFlag()
         self.engine = None
         self.report = ReadReport()
 
@@ -121,8 +93,8 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.cfg
         if self.ckpt_dir.is_dir() and any(self.ckpt_dir.iterdir()) and not cfg.resume:
-            raise UsageError(f"{self.out} already holds training checkpoints: pass --resume to continue, "
-                             "or choose another --output")
+            raise option_problem("resume", f"is not set, but {self.out} already holds training checkpoints: set it to "
+                                 "continue them, or choose another output directory")
         self.rank, self.world, self.local_rank = setup_process_env()
         self.accum = accumulation_steps(cfg, self.world)  # a bad batch split fails before any loading
         ds_config = deepspeed_config(cfg, self.world, cfg.deepspeed)
@@ -141,7 +113,7 @@ class Trainer:
         self.model = model
         groups = param_groups(model, cfg)
         if not groups:
-            raise UsageError(f"nothing to train: train_parts {cfg.train_parts} match no part of this model")
+            raise option_problem("train_parts", f"{cfg.train_parts} match no part of this model: nothing to train")
         self.trained = {g["name"] for g in groups}
         self._gradient_checkpointing()
         wrapper = SalovaForTraining(
@@ -196,7 +168,7 @@ class Trainer:
                     "bf16" if self.bf16 else "fp32")
 
     def build_model(self):
-        """--init checkpoint, or a fresh model from --encoder/--llm with the paper's part sizes."""
+        """The ``init`` checkpoint, or a fresh model from ``encoder``/``llm`` with the paper's part sizes."""
         from salova.models import FocusFastLM, Salova, VisionTextEncoder, config_for_encoder
 
         cfg = self.cfg
@@ -211,9 +183,9 @@ class Trainer:
                 config = config_for_encoder(encoder, llm_hidden=llm.hidden_size if llm else None,
                                             connector=over.pop("connector", {}), router=over.pop("router", {}))
             except (TypeError, ValueError) as exc:
-                raise UsageError(f"model_overrides: {exc}") from None
+                raise option_problem("model_overrides", f"do not fit this model ({exc})") from None
             if over:
-                raise UsageError(f"model_overrides: only 'connector' and 'router' can be set, got {sorted(over)}")
+                raise option_problem("model_overrides", f"can set only connector and router, got {sorted(over)}")
             config.llm = cfg.llm
             model = Salova(config, encoder=encoder, llm=llm)
         if model.encoder is None:
@@ -401,19 +373,19 @@ class Trainer:
         """Restore the latest complete checkpoint; returns its optimizer step."""
         tags = sorted(_complete_tags(self.ckpt_dir), key=lambda t: t[0])
         if not tags:
-            raise CheckpointError(f"--resume: no complete checkpoint under {self.ckpt_dir}")
+            raise CheckpointError(f"cannot resume: no complete checkpoint under {self.ckpt_dir}")
         step, path = tags[-1]
         state = json.loads((path / STATE_NAME).read_text())
         if state.get("samples") != len(self.samples) or state.get("global_batch_size") != self.cfg.global_batch_size:
             logger.warning("resuming %s with different data or batch size than it was saved with: the data order "
                            "will not continue exactly", path.name)
-        with _weights_only_torch_load():
+        with weights_only_torch_load():
             load_path, _ = self.engine.load_checkpoint(
                 str(self.ckpt_dir), tag=path.name, load_module_strict=False, load_optimizer_states=True,
                 load_lr_scheduler_states=True,
             )
         if load_path is None:
-            raise CheckpointError(f"--resume: DeepSpeed could not load {path}")
+            raise CheckpointError(f"cannot resume: DeepSpeed could not load {path}")
         logger.info("resumed from %s (step %d)", path, step)
         return step
 
@@ -435,33 +407,6 @@ class Trainer:
             self.engine.destroy()
         # The process group stays: DeepSpeed keeps its own handle on it, and a second train() in the same
         # process (tests, notebooks) reuses it.
-
-
-@contextlib.contextmanager
-def _weights_only_torch_load():
-    """DeepSpeed loads its checkpoint files with ``weights_only=False`` (arbitrary unpickling); force the
-    restricted unpickler for the length of a resume so a tampered checkpoint cannot run code."""
-    real = torch.load
-
-    def safe_load(*args, **kwargs):
-        kwargs["weights_only"] = True
-        return real(*args, **kwargs)
-
-    torch.load = safe_load
-    try:
-        with torch.serialization.safe_globals(_deepspeed_safe_globals()):
-            yield
-    finally:
-        torch.load = real
-
-
-def _deepspeed_safe_globals() -> list:
-    """The plain-data classes DeepSpeed writes into its checkpoints (allowlisted for weights_only loads)."""
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
 def _complete_tags(ckpt_dir: Path) -> list[tuple[int, Path]]:
