@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from salova.defaults import DEFAULT_ENCODER
 from salova.errors import option_problem
 from salova.index.records import ModelFingerprint
 from salova.models.encoder import VisionTextEncoder
@@ -16,8 +17,6 @@ from salova.models.salova import Salova
 
 logger = logging.getLogger(__name__)
 
-# Paper: CLIP-ViT-L/14-336. Used when neither --model nor --encoder is given.
-DEFAULT_ENCODER = "openai/clip-vit-large-patch14-336"
 
 
 def resolve_device(device: str = "auto") -> torch.device:

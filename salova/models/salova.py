@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from salova.defaults import DEFAULT_ENCODER, DEFAULT_LLM
 from salova.errors import CheckpointError
 from salova.models.connector import ConnectorConfig, STConnector
 from salova.models.encoder import TextFeatures, VisionTextEncoder, _resolve_dir
@@ -37,8 +38,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class SalovaConfig:
-    encoder: str = "openai/clip-vit-large-patch14-336"  # CLIP/SigLIP hub id or local dir (paper: CLIP-L/14-336)
-    llm: str | None = "meta-llama/Llama-3.2-3B-Instruct"  # causal LM; None = retrieval only
+    encoder: str = DEFAULT_ENCODER  # CLIP/SigLIP hub id or local dir (paper: CLIP-L/14-336)
+    llm: str | None = DEFAULT_LLM  # causal LM; None = retrieval only
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)

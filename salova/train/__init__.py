@@ -6,6 +6,15 @@ starts (``pip install salova[train]``).
 """
 
 from salova.train.config import STAGE_PRESETS, STAGES, TrainConfig, resolve_config, stage_preset
-from salova.train.recipe import TrainResult, train
+
+
+def __getattr__(name: str):
+    # The recipe imports torch and the models: load it on first use, so the CLI starts without them.
+    if name in ("TrainResult", "train"):
+        from salova.train import recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module 'salova.train' has no attribute {name!r}")
+
 
 __all__ = ["STAGES", "STAGE_PRESETS", "TrainConfig", "TrainResult", "resolve_config", "stage_preset", "train"]

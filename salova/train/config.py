@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from salova.defaults import DEFAULT_ENCODER, DEFAULT_LLM
+from salova.defaults import VIDEO_BACKENDS as BACKENDS
 from salova.errors import UsageError, option_problem
-from salova.runtime import DEFAULT_ENCODER
-from salova.video.decode import BACKENDS
 
 STAGES = ("1", "1.5", "2")
 # Trainable parts. "text_encoder"/"vision_encoder" are the two towers of the CLIP/SigLIP encoder.
 PARTS = ("connector", "router", "projector", "llm", "text_encoder", "vision_encoder")
-DEFAULT_LLM = "meta-llama/Llama-3.2-3B-Instruct"  # paper's 3B variant
 NONE_WORDS = ("none", "null", "")  # an optional text option given as one of these means "unset"
 
 

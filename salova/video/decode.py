@@ -32,11 +32,12 @@ import av
 import cv2
 import numpy as np
 
+from salova.defaults import VIDEO_BACKENDS
 from salova.errors import VideoOpenError
 
 logger = logging.getLogger("salova.video")
 
-BACKENDS = ("auto", "opencv", "pyav", "decord")
+BACKENDS = VIDEO_BACKENDS
 
 # FFmpeg demuxers that render text files (.txt, .nfo, ...) as "video"; a user never means these.
 _TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}

@@ -1,0 +1,6 @@
+"""Names every layer agrees on, in one place that imports nothing heavy (the CLI reads them at start-up)."""
+
+DEFAULT_ENCODER = "openai/clip-vit-large-patch14-336"  # paper: CLIP-ViT-L/14-336
+DEFAULT_LLM = "meta-llama/Llama-3.2-3B-Instruct"  # paper's 3B variant
+# Video decoders; salova.video.decode registers one FrameSource class per name ("auto" picks OpenCV, then PyAV).
+VIDEO_BACKENDS = ("auto", "opencv", "pyav", "decord")
