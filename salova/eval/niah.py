@@ -92,21 +92,21 @@ def cell_key(length: int, depth: float) -> str:
 def run_niah(opts: NiahOptions) -> dict:
     """Run (or resume) the grid; returns the summary also written to ``output/results.json``."""
     out = opts.output
+    lengths, depths = opts.grid
+    needle = Needle.load(opts.size, image=opts.needle_image, clip=opts.needle_clip, seconds=opts.needle_seconds,
+                         question=opts.question, answer=opts.answer, seed=opts.seed)
+    short = [n for n in lengths if n <= len(needle.frames)]
+    if short:
+        raise option_problem("lengths", f"{short} leave no room around a {len(needle.frames)}-frame needle")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise option_problem("output", f"{out}: cannot create ({exc.strerror})") from None
     check_settings(out / "settings.json", opts.settings(), opts.resume)
-    lengths, depths = opts.grid
-    needle = Needle.load(opts.size, image=opts.needle_image, clip=opts.needle_clip, seconds=opts.needle_seconds,
-                         question=opts.question, answer=opts.answer, seed=opts.seed)
     if opts.haystack:
         haystack = VideoHaystack(opts.haystack, opts.size, max(lengths), out / "haystack.npy")
     else:
         haystack = SyntheticHaystack(opts.size, opts.seed)
-    short = [n for n in lengths if n <= len(needle.frames)]
-    if short:
-        raise option_problem("lengths", f"{short} leave no room around a {len(needle.frames)}-frame needle")
     t0 = time.perf_counter()
     session = Session(out / "index", model=opts.model, encoder=opts.encoder, device=opts.device, top_k=opts.top_k,
                       answer=opts.generate, max_new_tokens=opts.max_new_tokens, progress=False,
