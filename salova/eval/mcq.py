@@ -152,12 +152,11 @@ def prompt(item: McqItem) -> str:
     return "\n".join(lines)
 
 
-def answer_zero_shot(session: Session, video: Path, item: McqItem) -> tuple[str, list[float]]:
+def answer_zero_shot(session: Session, video: str | Path, question: str, options: list[str]) -> tuple[str, list[float]]:
     """The retrieval rule (module docstring): (letter, each option's score)."""
-    base = session.ask(video, item.question)
-    top = [m.segment for m in base.moments]
-    scores = [max(np.asarray(session.ask(video, f"{o}. {item.question}").scores)[top]) for o in item.options]
-    return LETTERS[int(np.argmax(scores))], [float(s) for s in scores]
+    top = [m.segment for m in session.ask(video, question).moments]
+    scores = [float(np.max(np.asarray(session.ask(video, f"{o}. {question}").scores)[top])) for o in options]
+    return LETTERS[int(np.argmax(scores))], scores
 
 
 def answer_item(session: Session, video: Path, item: McqItem, generate: bool) -> dict:
@@ -168,7 +167,7 @@ def answer_item(session: Session, video: Path, item: McqItem, generate: bool) ->
             letter = extract_choice(result.answer, item.options)
             return {"pred": letter, "reply": result.answer, "rule": "llm",
                     "moments": [[m.start_s, m.end_s] for m in result.moments]}
-    letter, scores = answer_zero_shot(session, video, item)
+    letter, scores = answer_zero_shot(session, video, item.question, item.options)
     return {"pred": letter, "option_scores": scores, "rule": "retrieval"}
 
 
