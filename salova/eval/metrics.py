@@ -99,8 +99,8 @@ def extract_choice(text: str | None, options: Sequence[str]) -> str | None:
 
     In order: a reply that starts with a letter (``"B"``, ``"B."``, ``"(B) a cat"``, ``"B: ..."``, after a
     prefix such as ``"The answer is"``); a letter in parentheses or after "answer/option"; a reply that equals or
-    contains exactly one option's text. Only letters of existing options count, and a leading ``"A "`` followed
-    by a lower-case word is the article, not option A.
+    contains exactly one option's text; else exactly one standalone option letter anywhere. Only letters of
+    existing options count, and a leading ``"A "`` followed by a lower-case word is the article, not option A.
     """
     if not text:
         return None
@@ -119,6 +119,8 @@ def extract_choice(text: str | None, options: Sequence[str]) -> str | None:
             letter = m.group(1).upper()
             if letter in valid:
                 return letter
+    if len(reply.strip(" .()[]")) == 1 and reply.strip(" .()[]").upper() in valid:  # a bare "b"
+        return reply.strip(" .()[]").upper()
     said = normalize_answer(reply)
     texts = [normalize_answer(option_text(o)) for o in options]
     exact = [i for i, t in enumerate(texts) if t and t == said]
@@ -127,7 +129,10 @@ def extract_choice(text: str | None, options: Sequence[str]) -> str | None:
     inside = [i for i, t in enumerate(texts) if t and re.search(rf"\b{re.escape(t)}\b", said)]
     if len(inside) == 1:
         return valid[inside[0]]
-    return None
+    # Last resort: exactly one distinct standalone option letter ("I think it's C"); "A"/"I" before a lower-case
+    # word are words, not letters.
+    letters = {m.group(1) for m in re.finditer(r"\b([A-Z])\b(?!'|\s+[a-z])", reply) if m.group(1) in valid}
+    return letters.pop() if len(letters) == 1 else None
 
 
 def option_text(option: str) -> str:
