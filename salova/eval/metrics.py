@@ -131,7 +131,8 @@ def extract_choice(text: str | None, options: Sequence[str]) -> str | None:
         return valid[inside[0]]
     # Last resort: exactly one distinct standalone option letter ("I think it's C"); "A"/"I" before a lower-case
     # word are words, not letters.
-    letters = {m.group(1) for m in re.finditer(r"\b([A-Z])\b(?!'|\s+[a-z])", reply) if m.group(1) in valid}
+    letters = {m.group(1) for m in re.finditer(r"\b([A-Z])\b", reply) if m.group(1) in valid
+               and not (m.group(1) in "AI" and re.match(r"'|\s+[a-z]", reply[m.end():]))}
     return letters.pop() if len(letters) == 1 else None
 
 
