@@ -108,9 +108,10 @@ def grounding(
     """Temporal grounding: R@1/R@5 at IoU 0.3/0.5/0.7, mIoU and hit@1 of the reported moments."""
     from salova.eval import grounding as bench
 
+    task = bench.load_grounding(annotations, videos, fmt=fmt, limit=limit, predictions=predictions, resume=resume)
     with _session(index, model, encoder, device) as session:
-        summary = bench.run_grounding(session, annotations, videos, fmt=fmt, predictions=predictions,
-                                      resume=resume, limit=limit, progress=show_progress(quiet, as_json))
+        summary = bench.run_grounding(session, task, predictions=predictions, resume=resume,
+                                      progress=show_progress(quiet, as_json))
     if as_json:
         print_json(summary)
     elif not quiet:
@@ -140,9 +141,10 @@ def mcq(
     """Multiple choice: accuracy overall, by duration and by category (LLM letter, or the retrieval rule)."""
     from salova.eval import mcq as bench
 
+    task = bench.load_mcq(annotations, videos, fmt=fmt, limit=limit, predictions=predictions, resume=resume)
     with _session(index, model, encoder, device, top_k, no_answer, max_new_tokens) as session:
-        summary = bench.run_mcq(session, annotations, videos, fmt=fmt, predictions=predictions, resume=resume,
-                                limit=limit, progress=show_progress(quiet, as_json))
+        summary = bench.run_mcq(session, task, predictions=predictions, resume=resume,
+                                progress=show_progress(quiet, as_json))
     if as_json:
         print_json(summary)
     elif not quiet:

@@ -73,17 +73,21 @@ def _qvh_line(line: str, n: int) -> GroundingQuery:
     return GroundingQuery(str(rec.get("qid", n)), str(rec["vid"]), str(rec["query"]).strip(), windows)
 
 
-def run_grounding(session: Session, annotations: str | Path, videos: str | Path, *, fmt: str = "auto",
-                  predictions: Path | None = None, resume: bool = False, limit: int | None = None,
-                  progress: bool = True) -> dict:
-    """Ground every query of ``annotations`` in the matching video of ``videos``; returns the summary."""
+@dataclass
+class GroundingTask:
+    """Parsed annotations and where their videos are: everything checked before any model is loaded."""
+
+    format: str
+    queries: list[GroundingQuery]
+    paths: dict[str, Path | None]  # video id -> file (None: not in the folder)
+
+
+def load_grounding(annotations: str | Path, videos: str | Path, *, fmt: str = "auto", limit: int | None = None,
+                   predictions: Path | None = None, resume: bool = False) -> GroundingTask:
     if limit is not None and limit < 1:
         raise option_problem("limit", f"must be >= 1, got {limit}")
     if resume and predictions is None:
         raise option_problem("resume", "needs the per-query file to resume from (--predictions FILE.jsonl)")
-    if session.top_k < max(RECALL_RANKS):
-        raise option_problem("top_k", f"R@{max(RECALL_RANKS)} needs at least {max(RECALL_RANKS)} moments")
-    t0 = time.perf_counter()
     fmt, queries = read_annotations(annotations, fmt)
     queries = queries[:limit] if limit else queries
     folder = VideoFolder(videos)
@@ -91,11 +95,21 @@ def run_grounding(session: Session, annotations: str | Path, videos: str | Path,
     missing = sorted(v for v, p in paths.items() if p is None)
     if len(missing) == len(paths):
         raise UsageError(f"none of the annotated videos is in {videos} (e.g. {missing[0]!r})")
+    return GroundingTask(fmt, queries, paths)
+
+
+def run_grounding(session: Session, task: GroundingTask, *, predictions: Path | None = None, resume: bool = False,
+                  progress: bool = True) -> dict:
+    """Ground every query of ``task`` with the session's retrieval; returns the summary."""
+    if session.top_k < max(RECALL_RANKS):
+        raise option_problem("top_k", f"R@{max(RECALL_RANKS)} needs at least {max(RECALL_RANKS)} moments")
+    t0 = time.perf_counter()
+    paths = task.paths
     failed = index_videos(session, [p for p in paths.values() if p is not None], progress)
     log = ResultLog(predictions, "qid", resume, field="predictions") if predictions is not None else None
     per_query, skipped = [], {"missing_video": 0, "not_indexed": 0}
     try:
-        for q in tqdm(queries, desc="queries", unit="query", disable=not progress):
+        for q in tqdm(task.queries, desc="queries", unit="query", disable=not progress):
             if log is not None and q.qid in log:
                 per_query.append(log.done[q.qid])
                 continue
@@ -111,9 +125,9 @@ def run_grounding(session: Session, annotations: str | Path, videos: str | Path,
             log.close()
     if not per_query:
         raise SalovaError("no query could be evaluated (every video was missing or failed to index)")
-    return {"task": "grounding", "format": fmt, "n": len(per_query), "metrics": grounding_metrics(per_query),
-            "skipped": skipped, "model": session.model_name, "mode": session.mode,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {"task": "grounding", "format": task.format, "n": len(per_query),
+            "metrics": grounding_metrics(per_query), "skipped": skipped, "model": session.model_name,
+            "mode": session.mode, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _ground(session: Session, q: GroundingQuery, path: Path) -> dict:

@@ -171,15 +171,21 @@ def answer_item(session: Session, video: Path, item: McqItem, generate: bool) ->
     return {"pred": letter, "option_scores": scores, "rule": "retrieval"}
 
 
-def run_mcq(session: Session, annotations: str | Path, videos: str | Path, *, fmt: str = "auto",
-            predictions: Path | None = None, resume: bool = False, limit: int | None = None,
-            progress: bool = True) -> dict:
-    """Answer every question (or the first ``limit``); returns the summary with accuracies."""
+@dataclass
+class McqTask:
+    """Parsed questions and where their videos are: everything checked before any model is loaded."""
+
+    format: str
+    items: list[McqItem]
+    paths: dict[str, Path | None]  # video id -> file (None: not in the folder)
+
+
+def load_mcq(annotations: str | Path, videos: str | Path, *, fmt: str = "auto", limit: int | None = None,
+             predictions: Path | None = None, resume: bool = False) -> McqTask:
     if limit is not None and limit < 1:
         raise option_problem("limit", f"must be >= 1, got {limit}")
     if resume and predictions is None:
         raise option_problem("resume", "needs the predictions file to resume from (--predictions FILE.jsonl)")
-    t0 = time.perf_counter()
     fmt, items = read_mcq(annotations, fmt)
     items = items[:limit] if limit else items
     folder = VideoFolder(videos)
@@ -187,6 +193,14 @@ def run_mcq(session: Session, annotations: str | Path, videos: str | Path, *, fm
     missing = sorted(v for v, p in paths.items() if p is None)
     if len(missing) == len(paths):
         raise UsageError(f"none of the benchmark's videos is in {videos} (e.g. {missing[0]!r})")
+    return McqTask(fmt, items, paths)
+
+
+def run_mcq(session: Session, task: McqTask, *, predictions: Path | None = None, resume: bool = False,
+            progress: bool = True) -> dict:
+    """Answer every question of ``task``; returns the summary with accuracies."""
+    t0 = time.perf_counter()
+    fmt, items, paths = task.format, task.items, task.paths
     failed = index_videos(session, [p for p in paths.values() if p is not None], progress)
     generate = session.want_answer and session.models.trained and session.models.salova.llm is not None
     log = ResultLog(predictions, "qid", resume, field="predictions") if predictions is not None else None

@@ -49,15 +49,6 @@ def blue_image(tmp_path_factory):
     return colour_image(tmp_path_factory.mktemp("needle_image") / "blue.png", "blue")
 
 
-@pytest.fixture(scope="session")
-def scene_videos(tmp_path_factory):
-    """Two videos of 3-s colour scenes: {name: (path, [colour, ...])}."""
-    root = tmp_path_factory.mktemp("scene_videos")
-    plan = {"v1": ["yellow", "blue", "black"], "v2": ["green", "white", "red", "blue"]}
-    return {name: (make_video(root / f"{name}.mp4", [(3.0, COLOURS[c]) for c in looks], fps=10, size=SIZE).path,
-                   looks) for name, looks in plan.items()}
-
-
 class ZeroShotColours:
     """What the tiny random CLIP "sees": zero-shot cosine between a text and a flat colour frame, so tests can
     pick a needle the encoder separates from the haystack (or predict the retrieval rule's choice)."""
