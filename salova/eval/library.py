@@ -1,0 +1,44 @@
+"""Benchmark videos: find a benchmark's video ids in a folder, index them once before the questions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salova.errors import option_problem
+from salova.pipeline.files import discover
+from salova.pipeline.run import IndexOptions, run_index
+from salova.retrieval.session import Session
+
+
+class VideoFolder:
+    """Video files under a folder (recursively), found by id: the file name with or without its extension, or a
+    relative path (``"videos/abc.mp4"``)."""
+
+    def __init__(self, root: str | Path, field: str = "videos"):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise option_problem(field, f"{root}: no such folder")
+        self.files = discover([self.root])
+        self._by_name: dict[str, Path] = {}
+        for f in self.files:
+            self._by_name.setdefault(f.name, f)
+            self._by_name.setdefault(f.stem, f)
+
+    def find(self, video_id: str) -> Path | None:
+        direct = self.root / video_id
+        if direct.is_file():
+            return direct.resolve()
+        name = Path(video_id).name
+        return self._by_name.get(name) or self._by_name.get(Path(name).stem)
+
+
+def index_videos(session: Session, paths: list[Path], progress: bool) -> dict[str, str]:
+    """Index ``paths`` (new or changed ones only) into the session's index with its models, before any question.
+    Returns ``{path: error}`` for the videos that could not be indexed."""
+    if not paths:
+        return {}
+    session.close()  # its reader snapshot would be stale after this write
+    opts = IndexOptions(index_dir=session.index_dir, progress=progress, shard_from_env=False,
+                        **session.index_options)
+    summary = run_index(sorted(set(paths)), opts, models=session.models)
+    return {f["path"]: f["error"] for f in summary.failures}
