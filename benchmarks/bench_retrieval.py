@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from salova.ask import Asker  # noqa: E402
 from salova.index.indexer import content_hash  # noqa: E402
-from salova.index.records import SegmentData  # noqa: E402
-from salova.index.store import IndexStore  # noqa: E402
 from salova.runtime import load_models  # noqa: E402
+from salova.store.records import SegmentData  # noqa: E402
+from salova.store.store import IndexStore  # noqa: E402
 from salova.tiny import make_tiny_encoder, make_tiny_salova  # noqa: E402
 
 

@@ -18,9 +18,10 @@ import torch
 
 from salova.errors import IndexStoreError, SalovaError, UsageError
 from salova.index.indexer import IndexOptions, is_unchanged, run_index
-from salova.index.store import IndexStore
 from salova.models.zero_shot import zero_shot_scores
 from salova.runtime import Models, load_models
+from salova.store.layout import DB_FILE
+from salova.store.store import IndexStore
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class Asker:
 
     def _index_model(self) -> tuple[str | None, str | None]:
         """Default to the model the index was built with (when it still exists)."""
-        if not (self.index_dir / "index.duckdb").exists() and not self.index_dir.exists():
+        if not (self.index_dir / DB_FILE).exists() and not self.index_dir.exists():
             return None, None
         try:
             with IndexStore.open(self.index_dir) as store:

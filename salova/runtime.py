@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from salova.errors import UsageError
-from salova.index.records import ModelFingerprint
 from salova.models.encoder import VisionTextEncoder
 from salova.models.salova import Salova
+from salova.store.records import ModelFingerprint
 
 logger = logging.getLogger(__name__)
 

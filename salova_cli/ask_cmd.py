@@ -10,6 +10,7 @@ import typer
 
 from salova.ask import Asker, hms, plot_relevance, read_questions
 from salova.errors import UsageError
+from salova.store.layout import DB_FILE
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
@@ -83,7 +84,7 @@ def search(
 ) -> int:
     """Search every indexed video for the moments that match a description."""
     root = index_dir(index)
-    if not (root / "index.duckdb").is_file():
+    if not (root / DB_FILE).is_file():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
     with Asker(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as asker:
         hits = asker.search(query, limit)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova.index.records import default_index_dir
+from salova.store.records import default_index_dir
 
 INDEX_HELP = "Index directory (default: $SALOVA_INDEX or the user data dir)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N."

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 import transformers
 
-from salova.index.schema import DB_FILE
-from salova.index.store import IndexStore
+from salova.errors import IndexStoreError
+from salova.store.layout import DB_FILE
+from salova.store.records import ModelFingerprint
+from salova.store.schema import FORMAT_VERSION
+from salova.store.store import IndexStore
 from tests.cli_helpers import cli
 
 DATA = Path(__file__).resolve().parent / "data" / "index_v1"
@@ -119,3 +122,23 @@ def test_ask_and_search_an_old_index(capsys, monkeypatch, old, name):
     ]
     np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in want], atol=1e-4)
     assert _meta(old / name)["seq"] == "1"  # answered from the index: nothing was re-indexed
+
+
+def test_a_new_index_records_its_format_version(tmp_path):
+    IndexStore.open(tmp_path / "new", writable=True, create=True, fingerprint=ModelFingerprint.from_parts("e")).close()
+    meta = _meta(tmp_path / "new")
+    assert (meta["format_version"], meta["schema_version"]) == (str(FORMAT_VERSION), "1")
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_a_newer_format_version_is_refused_and_left_alone(old, writable):
+    root = old / "index"
+    con = duckdb.connect(str(root / DB_FILE))
+    try:
+        con.execute("INSERT INTO meta VALUES ('format_version', ?)", [str(FORMAT_VERSION + 1)])
+    finally:
+        con.close()
+    files = {p.name: p.read_bytes() for p in root.iterdir()}
+    with pytest.raises(IndexStoreError, match=rf"format version {FORMAT_VERSION + 1}, newer .* upgrade salova"):
+        IndexStore.open(root, writable=writable)
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == files

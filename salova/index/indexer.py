@@ -24,10 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from salova.errors import SalovaError, UsageError, VideoOpenError
-from salova.index.records import SegmentData
-from salova.index.store import IndexStore
 from salova.models.zero_shot import segment_embedding
 from salova.runtime import Models, load_models
+from salova.store.records import SegmentData
+from salova.store.store import IndexStore
 from salova.video import SampledFrame, SceneCut, VideoScanner, split_segments
 
 logger = logging.getLogger(__name__)
