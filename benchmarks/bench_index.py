@@ -398,7 +398,7 @@ def wide_indexes(sizes: Sizes, models: Models, device: str, tmp: Path, report: R
 
 # ------------------------------------------------------------------------------------------------ size
 def index_bytes(index: Path) -> tuple[int, dict[str, int], dict]:
-    from salova.index.store import IndexStore
+    from salova.store.store import IndexStore
 
     with IndexStore.open(index) as store:
         stats = store.stats()
@@ -467,9 +467,9 @@ def bench_int8(sizes: Sizes, models: Models, device: str, tmp: Path, report: Rep
     """The same video indexed with fp16 and int8 latents: how much the retrieval / answer inputs move."""
     import torch
 
-    from salova.index.store import IndexStore
     from salova.models.focusfast import select_focus, visual_tokens
     from salova.models.salova import Salova
+    from salova.store.store import IndexStore
 
     fp16_index, int8_index, video = wide_indexes(sizes, models, device, tmp, report)
     dirs = {"fp16": fp16_index, "int8": int8_index}

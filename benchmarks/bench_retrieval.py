@@ -37,11 +37,11 @@ from benchmarks._common import (  # noqa: E402
     section_markers,
     write_docs_section,  # noqa: E402
 )
-from salova.index.records import SegmentData  # noqa: E402
-from salova.index.store import IndexStore  # noqa: E402
 from salova.pipeline.files import content_hash  # noqa: E402
 from salova.retrieval import Session  # noqa: E402
 from salova.runtime import load_models  # noqa: E402
+from salova.store.records import SegmentData  # noqa: E402
+from salova.store.store import IndexStore  # noqa: E402
 from salova.tiny import make_tiny_encoder, make_tiny_salova  # noqa: E402
 
 

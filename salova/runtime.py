@@ -11,9 +11,9 @@ import torch
 
 from salova.defaults import DEFAULT_ENCODER
 from salova.errors import option_problem
-from salova.index.records import ModelFingerprint
 from salova.models.encoder import VisionTextEncoder
 from salova.models.salova import Salova
+from salova.store.records import ModelFingerprint
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
+from salova.store.layout import DB_FILE
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
@@ -88,7 +89,7 @@ def search(
     from salova.retrieval import Session, hms
 
     root = index_dir(index)
-    if not (root / "index.duckdb").is_file():
+    if not (root / DB_FILE).is_file():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
     with Session(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as session:
         hits = session.search(query, limit)

@@ -26,7 +26,7 @@ DEVICE_HELP = "auto, cpu, cuda or cuda:N."
 def index_dir(value: Path | None) -> Path:
     if value is not None:
         return Path(value).expanduser()
-    from salova.index.records import default_index_dir
+    from salova.store.records import default_index_dir
 
     return default_index_dir()
 

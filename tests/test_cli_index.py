@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from salova.index.store import IndexStore
+from salova.store.store import IndexStore
 from salova.testing.videos import make_audio_only, make_random_bytes, make_text_file, make_video, make_zero_byte
 from tests.cli_helpers import cli, cli_process, segments_table
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salova.index.store import IndexStore
+from salova.store.store import IndexStore
 from salova.testing.videos import (
     make_audio_only,
     make_corrupt_middle,
@@ -100,7 +100,7 @@ def before(owner, name):
     setattr(owner, name, wrapped)
 
 
-from salova.index import arrays, store  # noqa: E402
+from salova.store import arrays, commit, search  # noqa: E402
 from salova.models import encoder  # noqa: E402
 
 if point == "load":  # the encoder is loaded, the checkpoint's own weights not yet
@@ -110,9 +110,9 @@ elif point == "encode":  # a video is being decoded and encoded
 elif point == "appended":  # some array files have the new rows, others not, nothing fsynced
     after(arrays.ArrayFile, "append")
 elif point == "commit":  # rows appended and fsynced, the DuckDB transaction open with the rows inserted
-    after(store.IndexStore, "_write_rows", static=True)
+    after(commit, "insert_videos")
 elif point == "caches":  # every video committed; closing, the FAISS caches being saved
-    before(store.IndexStore, "_save_search_caches")
+    before(search.SegmentSearch, "save_caches")
 else:
     raise SystemExit(f"unknown pause point {point}")
 

@@ -1,10 +1,11 @@
-"""Tests of the persistent index (salova.index.store) on real DuckDB + FAISS with tiny dims.
+"""Tests of the persistent index (salova.store) on real DuckDB + FAISS with tiny dims.
 
 Writers that must crash or hold a lock run in subprocesses started with `_worker_main`.
 """
 
 from __future__ import annotations
 
+import ast
 import errno
 import os
 import random
@@ -20,11 +21,13 @@ import duckdb
 import numpy as np
 import pytest
 
-import salova.index.arrays as arrays_mod
-import salova.index.store as store_mod
+import salova.store.arrays as arrays_mod
+import salova.store.commit as commit_mod
+import salova.store.schema as schema_mod
+import salova.store.store as store_mod
 from salova.errors import FingerprintMismatchError, IndexLockedError, IndexStoreError
-from salova.index.schema import DB_FILE
-from salova.index.store import IndexStore, ModelFingerprint, SegmentData, SegmentRecord, default_index_dir
+from salova.store.layout import DB_FILE
+from salova.store.store import IndexStore, ModelFingerprint, SegmentData, SegmentRecord, default_index_dir
 
 D_JOINT, D_ROUTE, LAT_L, LAT_D = 16, 8, 4, 8
 FP = ModelFingerprint.from_parts("test/encoder", "test/checkpoint")
@@ -177,7 +180,7 @@ def _worker_main(argv: list[str]) -> None:
         # Die at a chosen point of the k-th database hold of this writer (hold 1 is the open).
         point, k = argv[2], int(argv[3])
         calls = 0
-        real_connect = store_mod.connect
+        real_connect = schema_mod.connect
 
         @contextmanager
         def connect(*args, **kwargs):
@@ -190,15 +193,15 @@ def _worker_main(argv: list[str]) -> None:
                 if point == "after_commit" and calls == k:
                     os.kill(os.getpid(), signal.SIGKILL)  # committed to the WAL, database not closed
 
-        real_write_rows = IndexStore._write_rows
+        real_insert_videos = commit_mod.insert_videos
 
-        def write_rows(*args):
-            real_write_rows(*args)
+        def insert_videos(*args):
+            real_insert_videos(*args)
             if point == "in_transaction" and calls == k:
                 os.kill(os.getpid(), signal.SIGKILL)  # rows deleted/inserted, no COMMIT
 
-        store_mod.connect = connect
-        IndexStore._write_rows = staticmethod(write_rows)
+        schema_mod.connect = connect
+        commit_mod.insert_videos = insert_videos
         run_plan(root)
 
 
@@ -296,7 +299,7 @@ def test_replace_video_atomically(tmp_path):
         rec = st.get_video("/lib/v008.mp4")
         assert (rec.id, rec.status, rec.error, rec.num_segments) == (failed, "failed", "moov atom not found", 0)
         assert st.segments(failed) == []
-        before = {name: f.path for name, f in st._files.items()}
+        before = {name: f.path for name, f in st._snap.files.items()}
         st.compact()
         assert st.stats()["garbage_rows"] == 0 and st.generation == 1
         assert not any(p.exists() for p in before.values())
@@ -417,8 +420,8 @@ def test_sigkill_at_random_moments_then_rerun(tmp_path, reference):
     run_plan(root)
     assert_same_content(content(root), reference)
     with IndexStore.open(root) as st:  # the rerun left no torn tails
-        for name, f in st._files.items():
-            assert f.path.stat().st_size == st._committed_rows(name) * f.row_bytes
+        for name, f in st._snap.files.items():
+            assert f.path.stat().st_size == st._snap.committed_rows(name) * f.row_bytes
 
 
 def test_torn_tail_and_leftovers_are_cleaned_on_writer_open(tmp_path):
@@ -426,7 +429,7 @@ def test_torn_tail_and_leftovers_are_cleaned_on_writer_open(tmp_path):
     with IndexStore.open(root, writable=True, create=True, fingerprint=FP) as st:
         put(st, 1)
         put(st, 2)
-        paths = {name: f.path for name, f in st._files.items()}
+        paths = {name: f.path for name, f in st._snap.files.items()}
         sizes = {name: p.stat().st_size for name, p in paths.items()}
     for p in paths.values():  # what a writer killed mid-append leaves
         with open(p, "ab") as f:
@@ -541,6 +544,37 @@ def test_merge_of_shards_equals_one_index(tmp_path):
         IndexStore.merge([a], a)
 
 
+def test_merge_converts_rows_to_the_output_storage_dtypes(tmp_path):
+    fp16, int8 = tmp_path / "fp16", tmp_path / "int8"
+    with IndexStore.open(fp16, writable=True, create=True, fingerprint=FP) as st:
+        put(st, 1)
+    dtypes = {"latent_dtype": "int8", "frame_dtype": "fp32"}
+    with IndexStore.open(int8, writable=True, create=True, fingerprint=FP, **dtypes) as st:
+        put(st, 2)
+    IndexStore.merge([fp16, int8], tmp_path / "out16")  # created with the first shard's dtypes
+    IndexStore.open(tmp_path / "out8", writable=True, create=True, fingerprint=FP, **dtypes).close()
+    IndexStore.merge([fp16, int8], tmp_path / "out8")
+
+    def read(root: Path, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with IndexStore.open(root) as st:
+            vid = st.get_video(path).id
+            frames = np.concatenate([j for _, j in st.load_frames(vid)])
+            return np.array(st.load_joint(vid)), np.asarray(st.load_latents(vid), dtype=np.float32), frames
+
+    a1, b2 = read(fp16, "/lib/v001.mp4"), read(int8, "/lib/v002.mp4")
+    for got, want in ((read(tmp_path / "out16", "/lib/v001.mp4"), a1), (read(tmp_path / "out8", "/lib/v002.mp4"), b2)):
+        for x, y in zip(got, want, strict=True):
+            np.testing.assert_array_equal(x, y)  # same dtypes: the stored bytes
+    joint, latents, frames = read(tmp_path / "out16", "/lib/v002.mp4")  # int8 latents, fp32 frames -> fp16
+    np.testing.assert_array_equal(joint, b2[0])
+    np.testing.assert_array_equal(latents, b2[1].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(frames, b2[2].astype(np.float16).astype(np.float32))
+    joint, latents, frames = read(tmp_path / "out8", "/lib/v001.mp4")  # fp16 latents and frames -> int8, fp32
+    np.testing.assert_array_equal(joint, a1[0])
+    np.testing.assert_array_equal(latents, arrays_mod.dequantize_int8(*arrays_mod.quantize_int8(a1[1])))
+    np.testing.assert_array_equal(frames, a1[2])
+
+
 @pytest.mark.parametrize("failure", ["disk_full", "read_only", "fsync", "db_commit"])
 def test_write_failures_leave_the_index_intact(tmp_path, monkeypatch, failure):
     root = tmp_path / "idx"
@@ -574,7 +608,7 @@ def test_write_failures_leave_the_index_intact(tmp_path, monkeypatch, failure):
             match = "could not write the index"
         else:
             no_space = duckdb.IOException("IO Error: No space left on device")
-            monkeypatch.setattr(IndexStore, "_write_rows", staticmethod(fail(no_space)))
+            monkeypatch.setattr(commit_mod, "insert_videos", fail(no_space))
             match = "no space left"
         with pytest.raises(IndexStoreError, match=match):
             put(st, 2, 1)
@@ -646,3 +680,16 @@ def test_auto_compact_on_close(tmp_path, monkeypatch):
         assert st.generation == 1 and st.stats()["garbage_rows"] == 0
         assert_video_matches(st, "/lib/v001.mp4")
     shutil.rmtree(root)
+
+
+def test_the_store_package_imports_no_other_part_of_salova():
+    """salova.store sits below indexing, asking, training and the CLI: it may import only itself and errors."""
+    allowed = ("salova.store", "salova.errors")
+    found = []
+    for path in sorted((TESTS_DIR.parent / "salova" / "store").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "salova" and not n.startswith(allowed)]
+    assert found == []

@@ -62,7 +62,7 @@ class SalovaEvalModel:
     def __init__(self, pretrained: str | None = None, model: str | None = None, encoder: str | None = None,
                  index: str | None = None, device: str = "auto", top_k: int | str = 5,
                  max_new_tokens: int | str = 128, **unused):
-        from salova.index.records import default_index_dir
+        from salova.store.records import default_index_dir
 
         if unused:
             logger.info("salova ignores lmms-eval arguments %s", sorted(unused))

@@ -18,12 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from salova.errors import SalovaError, VideoOpenError
-from salova.index.records import SegmentData
-from salova.index.store import IndexStore
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
 from salova.pipeline.files import content_hash, is_unchanged
 from salova.runtime import Models
+from salova.store.records import SegmentData
+from salova.store.store import IndexStore
 from salova.video import SampledFrame, SceneCut, Segment, SegmentCutter, VideoScanner
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from salova.errors import UsageError
-from salova.index.store import IndexStore
 from salova.pipeline.encode import EncodeSettings, FileOutcome, Indexer
 from salova.pipeline.files import discover, shard_dir, shard_from_env
 from salova.runtime import Models, load_models
+from salova.store.store import IndexStore
 from salova.video import BACKENDS
 
 

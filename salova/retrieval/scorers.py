@@ -13,11 +13,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from salova.index.store import IndexStore
 from salova.models.encoder import TextFeatures
 from salova.models.salova import Salova
 from salova.models.zero_shot import zero_shot_scores
 from salova.runtime import Models
+from salova.store.store import IndexStore
 
 
 @dataclass

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from salova.errors import IndexStoreError, UsageError, option_problem
-from salova.index.store import IndexStore
 from salova.pipeline.files import is_unchanged
 from salova.pipeline.run import IndexOptions, run_index
 from salova.retrieval.results import AskResult, Moment, SearchHit
 from salova.retrieval.scorers import Query, Scorer, best_frame_time, scorer_for
 from salova.runtime import Models, load_models
+from salova.store.store import IndexStore
 
 ZERO_SHOT_NOTE = "no trained SALOVA checkpoint: zero-shot CLIP/SigLIP scoring, moments only (no answer)"
 

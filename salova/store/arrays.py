@@ -11,7 +11,7 @@ import numpy as np
 
 from salova.errors import IndexStoreError
 
-log = logging.getLogger("salova.index")
+log = logging.getLogger("salova.store")
 
 # File suffix -> on-disk dtype (always little-endian).
 DTYPES: dict[str, np.dtype] = {

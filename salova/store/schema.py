@@ -1,25 +1,30 @@
-"""The DuckDB schema of an index (documented in docs/index-schema.md) and short-lived connections to it.
+"""The DuckDB schema of an index (documented in docs/index-schema.md), its creation, and short-lived
+connections to it.
 
 DuckDB lets one process open a database file read-write, or any number of processes open it read-only,
 never both. The index writer therefore opens the file only for the length of one commit and readers only
-for the length of one snapshot; both wait out the other's brief hold here.
+for the length of one snapshot; both wait out the other's brief hold here. Every hold goes through
+`connect`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
 
 from salova.errors import IndexLockedError, IndexStoreError
+from salova.store.arrays import fsync_dir
 
-SCHEMA_VERSION = 1
-DB_FILE = "index.duckdb"
+SCHEMA_VERSION = 1  # meta 'schema_version': the SQL tables below (additive changes only within a version)
+FORMAT_VERSION = 1  # meta 'format_version': the whole directory (tables, array files, caches); absent means 1
+DIM_KEYS = ("d_joint", "d_route", "latent_len", "d_lat")  # meta keys of the stored widths; 0: not stored
 
 DDL = (
     """CREATE TABLE meta (
@@ -71,6 +76,61 @@ UPSERT_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET va
 # DuckDB's file lock is per process; this keeps two stores of one process from overlapping their holds.
 _PROCESS_LOCK = threading.RLock()
 _BUSY = ("Could not set lock", "Conflicting lock", "different configuration")
+
+
+def new_index_meta(fingerprint: str, created_at: str, latent_dtype: str, frame_dtype: str) -> dict[str, str | None]:
+    """The meta table of an empty index (keys documented in docs/index-schema.md)."""
+    return {
+        "schema_version": str(SCHEMA_VERSION),
+        "fingerprint": fingerprint,
+        "created_at": created_at,
+        "latent_dtype": latent_dtype,
+        "frame_dtype": frame_dtype,
+        "generation": "0",
+        "seq": "0",
+        "seg_rows": "0",
+        "frame_rows": "0",
+        "next_video_id": "1",
+        **dict.fromkeys(DIM_KEYS),
+        "format_version": str(FORMAT_VERSION),
+    }
+
+
+def create_database(path: Path, meta: dict[str, str | None]) -> None:
+    """Write a new database with the schema and `meta` under a temporary name, fsync it and rename it to
+    `path`: the index appears complete or not at all."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+            stale.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            for statement in DDL:
+                con.execute(statement)
+            con.executemany(UPSERT_META, list(meta.items()))
+        finally:
+            con.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back if the body (or the commit) fails."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
 
 
 @contextmanager

@@ -104,6 +104,20 @@ class SegmentData:
     latents: np.ndarray | None = None  # [L x d_lat] ST-Connector latents (trained checkpoint only)
 
 
+@dataclass
+class VideoRows:
+    """One video as the store keeps it: what `IndexStore.export_video` returns and `import_videos` takes.
+
+    N: segments, F: frames sampled at 1 FPS over all segments, L: latents, d: joint dim.
+    """
+
+    record: VideoRecord  # its id is assigned when committed
+    columns: dict[str, np.ndarray]  # idx, start_s, end_s, start_frame, end_frame, frame_count: [N] each; {}: none
+    rows: dict[str, np.ndarray]  # array store -> rows to append: joint [N x d], frame_times [F], frame_joint
+    #   [F x d], routing [N x d_route], latents [N x L x d_lat] (fp16, or int8 with latent_scales [N x L])
+    dims: dict[str, int] | None  # d_joint, d_route, latent_len, d_lat; None: no segments
+
+
 @dataclass(frozen=True)
 class MergeSummary:
     """What `IndexStore.merge` did."""
