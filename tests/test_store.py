@@ -27,6 +27,7 @@ import salova.store.schema as schema_mod
 import salova.store.store as store_mod
 from salova.errors import FingerprintMismatchError, IndexLockedError, IndexStoreError
 from salova.store.layout import DB_FILE
+from salova.store.merge import merge_indexes
 from salova.store.store import IndexStore, ModelFingerprint, SegmentData, SegmentRecord, default_index_dir
 
 D_JOINT, D_ROUTE, LAT_L, LAT_D = 16, 8, 4, 8
@@ -525,7 +526,7 @@ def test_merge_of_shards_equals_one_index(tmp_path):
         for i in range(12):
             put(st, i, 1 if i == 3 else 0)
         st.put_failure("/lib/bad.mp4", 1, 1, "hbad", "unreadable")
-    summary = IndexStore.merge([a, b], tmp_path / "merged")
+    summary = merge_indexes([a, b], tmp_path / "merged")
     assert (summary.shards, summary.videos, summary.superseded) == (2, 13, 1)
     merged = content(tmp_path / "merged")
     assert_same_content(merged, content(single))
@@ -533,15 +534,15 @@ def test_merge_of_shards_equals_one_index(tmp_path):
         assert st.get_video("/lib/v007.mp4").shard == "1/2"
         assert summary.segments == st.stats()["segments"]
     # Merging again changes nothing: every copy already there is as new.
-    again = IndexStore.merge([a, b], tmp_path / "merged")
+    again = merge_indexes([a, b], tmp_path / "merged")
     assert again.videos == 0
     assert_same_content(content(tmp_path / "merged"), merged)
     other = tmp_path / "other"
     IndexStore.open(other, writable=True, create=True, fingerprint=ModelFingerprint.from_parts("x")).close()
     with pytest.raises(FingerprintMismatchError, match="same model"):
-        IndexStore.merge([a, other], tmp_path / "nope")
+        merge_indexes([a, other], tmp_path / "nope")
     with pytest.raises(IndexStoreError, match="into itself"):
-        IndexStore.merge([a], a)
+        merge_indexes([a], a)
 
 
 def test_merge_converts_rows_to_the_output_storage_dtypes(tmp_path):
@@ -551,9 +552,9 @@ def test_merge_converts_rows_to_the_output_storage_dtypes(tmp_path):
     dtypes = {"latent_dtype": "int8", "frame_dtype": "fp32"}
     with IndexStore.open(int8, writable=True, create=True, fingerprint=FP, **dtypes) as st:
         put(st, 2)
-    IndexStore.merge([fp16, int8], tmp_path / "out16")  # created with the first shard's dtypes
+    merge_indexes([fp16, int8], tmp_path / "out16")  # created with the first shard's dtypes
     IndexStore.open(tmp_path / "out8", writable=True, create=True, fingerprint=FP, **dtypes).close()
-    IndexStore.merge([fp16, int8], tmp_path / "out8")
+    merge_indexes([fp16, int8], tmp_path / "out8")
 
     def read(root: Path, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with IndexStore.open(root) as st:

@@ -13,6 +13,7 @@ from salova.errors import UsageError
 from salova.pipeline.encode import EncodeSettings, FileOutcome, Indexer
 from salova.pipeline.files import discover, shard_dir, shard_from_env
 from salova.runtime import Models, load_models
+from salova.store.merge import merge_indexes
 from salova.store.store import IndexStore
 from salova.video import BACKENDS
 
@@ -129,7 +130,7 @@ def merge_shards(index_dir: Path, remove: bool = True):
     shards = sorted(p for p in (index_dir / "shards").glob("*-of-*") if p.is_dir())
     if not shards:
         raise UsageError(f"no shards to merge under {index_dir / 'shards'} (index with a shard first)")
-    summary = IndexStore.merge(shards, index_dir)
+    summary = merge_indexes(shards, index_dir)
     if remove:
         shutil.rmtree(index_dir / "shards")
     return summary

@@ -120,7 +120,7 @@ class VideoRows:
 
 @dataclass(frozen=True)
 class MergeSummary:
-    """What `IndexStore.merge` did."""
+    """What `salova.store.merge.merge_indexes` did."""
 
     out: Path
     shards: int  # shard indexes read

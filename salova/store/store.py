@@ -401,12 +401,3 @@ class IndexStore:
     def _require_writer(self) -> None:
         if self._lock is None or self._closed:
             raise IndexStoreError(f"index at {self.root} is open read-only; open it with writable=True")
-
-    @staticmethod
-    def merge(
-        shards: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, lock_timeout: float = 10.0
-    ) -> MergeSummary:
-        """Combine shard indexes built with the same model into `out`; see `salova.store.merge`."""
-        from salova.store.merge import merge_indexes  # merge opens IndexStores: it imports this module
-
-        return merge_indexes(shards, out, lock_timeout=lock_timeout)
