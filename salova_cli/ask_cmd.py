@@ -58,7 +58,7 @@ def ask(
     progress = show_progress(quiet, as_json)
     from salova.retrieval import Session  # heavy (torch): not at start-up
 
-    loaded = _load_answerer(answerer, answerer_model, device, not quiet) if answerer is not None else None
+    loaded = _load_answerer(answerer, answerer_model, device, progress) if answerer is not None else None
     try:
         session = Session(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
                           answer=not no_answer, max_new_tokens=max_new_tokens, progress=progress,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from salova.errors import UsageError
 from salova_cli.common import print_json
 
 
@@ -20,6 +21,8 @@ def clip(
     """Cut [START, END) out of a video: stream copy where keyframes allow, re-encode otherwise."""
     from salova.video.clip import export_clip, parse_time
 
+    if not video.is_file():
+        raise UsageError(f"{video}: no such video file")
     result = export_clip(video, parse_time(start, "start"), parse_time(end, "end"), out,
                          mode="reencode" if reencode else "auto")
     if as_json:

@@ -26,6 +26,7 @@ THUMB_SIDE = 320  # px, longer side of a thumbnail as stored (shown at most 240 
 _CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000px; color: #222; background: #fff; }
 h1 { font-size: 20px; } h2 { font-size: 17px; margin-bottom: 4px; }
+a { color: #234; }
 .result { border-top: 1px solid #ccc; padding: 12px 0 20px; }
 .video { color: #666; font-size: 13px; }
 .answer { white-space: pre-wrap; background: #f4f4f4; padding: 10px 12px; border-radius: 4px; }
@@ -47,7 +48,9 @@ def write_report(results: Sequence[AskResult], out: Path, errors: Sequence[dict]
     blocks += [f'<div class="result error">line {html.escape(str(e.get("line", "?")))}: '
                f'{html.escape(str(e.get("error", "")))}</div>' for e in errors]
     if title is None:
-        title = results[0].question if len(results) == 1 else f"salova: {len(results)} questions"
+        videos = sorted({Path(r.video).name for r in results})
+        title = f"salova: {', '.join(videos[:3])}{' ...' if len(videos) > 3 else ''}"
+        title += f" ({len(results)} questions)" if len(results) != 1 else ""
     head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style>'
     page = (f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body><h1>{html.escape(title)}</h1>\n'
             + "\n".join(blocks) + "\n</body></html>\n")
@@ -136,7 +139,8 @@ def _timeline_svg(r: AskResult, width: int = 960, height: int = 90) -> str:
                     f"<title>{hms(s)}-{hms(e)} score {score:.3f}</title></rect>")
         if i in top:
             bars.append(f'<text x="{x + w / 2:.1f}" y="{y - 2:.1f}" text-anchor="middle">#{top[i]}</text>')
-    ticks = [f'<text x="{min(max(f * width, 20), width - 20):.1f}" y="{height - 4}" text-anchor="middle">'
+    anchors = {0: "start", 1: "end"}
+    ticks = [f'<text x="{f * width:.1f}" y="{height - 4}" text-anchor="{anchors.get(f, "middle")}">'
              f"{hms(f * end)}</text>" for f in (0, 0.25, 0.5, 0.75, 1)]
     return (f'<svg class="timeline" width="100%" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="score timeline">{"".join(bars)}<line x1="0" y1="{plot_h}" x2="{width}" y2="{plot_h}" '
