@@ -170,16 +170,22 @@ class Session:
 
     def _answer_with(self, result: AskResult, store: IndexStore, rec, segment_times: list) -> AskResult:
         """The session's answerer reads the top-K moments: frames at their stored times, transcript lines."""
-        t0 = time.perf_counter()
-        transcripts = {m.rank: transcript_for(store, rec.id, m.start_s, m.end_s) for m in result.moments}
-        request = build_request(
-            Path(result.video), result.question, result.moments, segment_times, max_frames=self.max_frames,
-            with_frames=self.answerer.reads_frames, transcripts=transcripts, duration_s=rec.duration_s,
-        )
-        result.timings["frames_s"] = round(time.perf_counter() - t0, 3)
-        t0 = time.perf_counter()
-        result.answer = cite(self.answerer.answer(request, max_new_tokens=self.max_new_tokens), request)
-        result.timings["answer_s"] = round(time.perf_counter() - t0, 3)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=2, desc=f"answering ({self.answerer.kind})", unit="step", disable=not self.progress,
+                  leave=False) as bar:
+            t0 = time.perf_counter()
+            transcripts = {m.rank: transcript_for(store, rec.id, m.start_s, m.end_s) for m in result.moments}
+            request = build_request(
+                Path(result.video), result.question, result.moments, segment_times, max_frames=self.max_frames,
+                with_frames=self.answerer.reads_frames, transcripts=transcripts, duration_s=rec.duration_s,
+            )
+            result.timings["frames_s"] = round(time.perf_counter() - t0, 3)
+            bar.update()
+            t0 = time.perf_counter()
+            result.answer = cite(self.answerer.answer(request, max_new_tokens=self.max_new_tokens), request)
+            result.timings["answer_s"] = round(time.perf_counter() - t0, 3)
+            bar.update()
         result.answerer = self.answerer.label
         result.answer_moments = [m.to_dict() for m in request.moments]
         result.note = None if self.models.trained else ZERO_SHOT_ANSWERER_NOTE
