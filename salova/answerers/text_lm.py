@@ -19,6 +19,8 @@ from salova.answerers.hf_vlm import default_dtype
 from salova.answerers.prompt import build_prompt
 from salova.errors import CheckpointError
 
+PLAIN_STOP = "\nQuestion:"  # where a plain-text completion stops
+
 
 class TextLMAnswerer(Answerer):
     kind = "text-lm"
@@ -56,10 +58,14 @@ class TextLMAnswerer(Answerer):
         inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not self.tokenizer.chat_template)
         inputs = inputs.to(self.device)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        # A base model goes on to write the next "Question:" itself: stop there.
+        stop = {} if self.tokenizer.chat_template else {"stop_strings": [PLAIN_STOP], "tokenizer": self.tokenizer}
         with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                      **stop)
         new = out[0, inputs["input_ids"].shape[1]:]  # [t] the generated tokens only
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return (text if self.tokenizer.chat_template else text.split(PLAIN_STOP)[0]).strip()
 
     def close(self) -> None:
         self.model = None

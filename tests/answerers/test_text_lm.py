@@ -86,3 +86,14 @@ def test_gemma_3_270m_gguf_answers_from_the_moments(capsys, tmp_path_factory, in
     assert out["answerer"] == f"text-lm:{gguf_path}"
     assert isinstance(out["answer"], str) and len(out["answer"]) > 10
     print(f"\ngemma-3-270m: ask wall {wall:.1f} s, answer {out['timings']['answer_s']:.1f} s: {out['answer']!r}")
+
+
+def test_a_model_without_chat_template_completes_plain_text_and_stops_at_the_next_question(qwen_dir, monkeypatch):
+    answerer = load_answerer(str(qwen_dir), device="cpu")
+    assert not answerer.tokenizer.chat_template
+    text = answerer.prompt_text(request())
+    assert text.startswith("You answer questions") and text.endswith("Question: what colour is the car?\nAnswer:")
+    assert isinstance(answerer.answer(request(), max_new_tokens=4), str)  # generate() with a stop string
+    # Whatever the model writes after its answer (here: the next question) is cut.
+    monkeypatch.setattr(answerer.tokenizer, "decode", lambda *a, **k: " [00:00:02] blue\nQuestion: and then?")
+    assert answerer.answer(request(), max_new_tokens=2) == "[00:00:02] blue"
