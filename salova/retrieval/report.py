@@ -55,6 +55,7 @@ def write_report(results: Sequence[AskResult], out: Path, errors: Sequence[dict]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body><h1>{html.escape(title)}</h1>\n'
             + "\n".join(blocks) + "\n</body></html>\n")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise option_problem("html", f"{out}: cannot write ({exc.strerror})") from None
