@@ -56,3 +56,7 @@ class FingerprintMismatchError(IndexStoreError):
 
 class TrainingDataError(SalovaError):
     """A training data file is missing or unusable as a whole."""
+
+
+class AnswererError(SalovaError):
+    """An answerer (a VLM, a text LM, a chat server) could not load or answer."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from salova.errors import SalovaError, UsageError
+from salova.retrieval.results import AskResult
 from salova.retrieval.session import Session
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ def read_questions(file: Path, video: str | None = None) -> Iterator[tuple[int, 
             yield n, obj
 
 
-def ask_many(session: Session, jobs: Iterator[tuple[int, dict | str]]) -> Iterator[dict]:
-    """(line number, parsed object or error text) -> result or error objects, one per line."""
+def ask_many(session: Session, jobs: Iterator[tuple[int, dict | str]],
+             on_result: Callable[[AskResult], None] | None = None) -> Iterator[dict]:
+    """(line number, parsed object or error text) -> result or error objects, one per line. ``on_result`` sees
+    each ``AskResult`` before its line is yielded (e.g. to collect them for a report)."""
     for line_no, job in jobs:
         if isinstance(job, str):
             yield {"line": line_no, "error": job}
@@ -53,7 +56,10 @@ def ask_many(session: Session, jobs: Iterator[tuple[int, dict | str]]) -> Iterat
             video, question = job.get("video"), job.get("question")
             if not isinstance(video, str) or not isinstance(question, str):
                 raise UsageError("each line needs string fields 'video' and 'question'")
-            result = session.ask(video, question).to_dict()
+            asked = session.ask(video, question)
+            if on_result is not None:
+                on_result(asked)
+            result = asked.to_dict()
             result["line"] = line_no
             yield result
         except Exception as exc:  # one bad line (or one failing video) must not end the batch

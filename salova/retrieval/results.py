@@ -24,6 +24,8 @@ class AskResult:
     answer: str | None
     note: str | None  # why there is no answer, or other caveats
     moments: list[Moment]
+    answerer: str | None = None  # who answered: "focusfast", or "KIND:NAME" (hf-vlm, text-lm, openai)
+    answer_moments: list[dict] = field(default_factory=list)  # the moments the answerer read (frame times, speech)
     scores: list[float] = field(default_factory=list)  # every segment's score (for plots)
     segments: list[tuple[float, float]] = field(default_factory=list)  # every segment's (start_s, end_s)
     timings: dict[str, float] = field(default_factory=dict)

@@ -1,7 +1,9 @@
 """A retrieval session over one index: models loaded once, then ``ask`` (one video) and ``search`` (the library).
 
 Retrieval never decodes or re-encodes a video that is already indexed; a new or changed video is indexed
-first. Scores come from the session's scorer (``scorers.py``); answers from the checkpoint's FocusFast LLM.
+first. Scores come from the session's scorer (``scorers.py``); answers from an answerer when one is given
+(``salova.answerers``: a VLM reading the moments' frames, a text LM, a chat server), otherwise from the
+checkpoint's FocusFast LLM.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from salova.answerers import Answerer, build_request, cite, transcript_for
 from salova.errors import IndexStoreError, UsageError, option_problem
 from salova.pipeline.files import is_unchanged
 from salova.pipeline.run import IndexOptions, run_index
@@ -21,6 +24,7 @@ from salova.runtime import Models, load_models
 from salova.store.store import IndexStore
 
 ZERO_SHOT_NOTE = "no trained SALOVA checkpoint: zero-shot CLIP/SigLIP scoring, moments only (no answer)"
+ZERO_SHOT_ANSWERER_NOTE = "no trained SALOVA checkpoint: moments by zero-shot CLIP/SigLIP scoring"
 
 
 class Session:
@@ -37,19 +41,25 @@ class Session:
         max_new_tokens: int = 256,
         progress: bool = True,
         index_options: dict | None = None,
+        answerer: Answerer | None = None,
+        max_frames: int = 16,
     ):
         if top_k < 1:
             raise option_problem("top_k", f"must be >= 1, got {top_k}")
         if max_new_tokens < 1:
             raise option_problem("max_new_tokens", f"must be >= 1, got {max_new_tokens}")
         self.index_dir = Path(index_dir).expanduser()
+        if max_frames < 1:
+            raise option_problem("max_frames", f"must be >= 1, got {max_frames}")
         self.top_k, self.want_answer, self.max_new_tokens = top_k, answer, max_new_tokens
+        self.answerer, self.max_frames = answerer, max_frames  # the caller loads and closes the answerer
         self.progress = progress
         self.index_options = index_options or {}
         t0 = time.perf_counter()
         if model is None and encoder is None:
             model, encoder = self._index_model()
-        self.models: Models = load_models(model, encoder, device, load_llm=answer and model is not None)
+        load_llm = answer and model is not None and answerer is None  # an answerer replaces FocusFast's LLM
+        self.models: Models = load_models(model, encoder, device, load_llm=load_llm)
         self.scorer: Scorer = scorer_for(self.models)
         self.load_s = time.perf_counter() - t0
         self._store: IndexStore | None = None  # one reader snapshot, reused across questions
@@ -99,7 +109,7 @@ class Session:
     # ------------------------------------------------------------------ ask
     def ask(self, video: str | Path, question: str) -> AskResult:
         """The top-K moments of one video for a question (indexing it first if new or changed), and an answer
-        when the checkpoint has an LLM."""
+        from the session's answerer, or from the checkpoint's LLM when it has one."""
         question = (question or "").strip()
         if not question:
             raise UsageError("the question is empty")
@@ -134,6 +144,13 @@ class Session:
         moments.sort(key=lambda m: m.start_s)
         timings["retrieve_s"] = round(time.perf_counter() - t0, 3)
 
+        result = AskResult(
+            video=str(path), question=question, model=self.model_name, mode=self.mode, answer=None, note=None,
+            moments=moments, scores=[float(s) for s in scores], segments=[(s.start_s, s.end_s) for s in segs],
+            timings=timings,
+        )
+        if self.answerer is not None and self.want_answer:
+            return self._answer_with(result, store, rec, [t for t, _ in frames])
         answer, note = None, self._no_answer_reason()
         latents = store.load_latents(rec.id) if note is None else None  # memory-mapped: only focus rows are read
         if note is None and latents is None:
@@ -145,11 +162,34 @@ class Session:
                 torch.from_numpy(scores), max_new_tokens=self.max_new_tokens, top_k=self.top_k,
             )
             timings["answer_s"] = round(time.perf_counter() - t0, 3)
-        return AskResult(
-            video=str(path), question=question, model=self.model_name, mode=self.mode, answer=answer, note=note,
-            moments=moments, scores=[float(s) for s in scores], segments=[(s.start_s, s.end_s) for s in segs],
-            timings=timings,
-        )
+            result.answerer = "focusfast"
+            result.answer_moments = [{"rank": m.rank, "segment": m.segment, "start_s": m.start_s, "end_s": m.end_s,
+                                      "at_s": m.at_s, "frame_times": [], "transcript": []} for m in moments]
+        result.answer, result.note = answer, note
+        return result
+
+    def _answer_with(self, result: AskResult, store: IndexStore, rec, segment_times: list) -> AskResult:
+        """The session's answerer reads the top-K moments: frames at their stored times, transcript lines."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=2, desc=f"answering ({self.answerer.kind})", unit="step", disable=not self.progress,
+                  leave=False) as bar:
+            t0 = time.perf_counter()
+            transcripts = {m.rank: transcript_for(store, rec.id, m.start_s, m.end_s) for m in result.moments}
+            request = build_request(
+                Path(result.video), result.question, result.moments, segment_times, max_frames=self.max_frames,
+                with_frames=self.answerer.reads_frames, transcripts=transcripts, duration_s=rec.duration_s,
+            )
+            result.timings["frames_s"] = round(time.perf_counter() - t0, 3)
+            bar.update()
+            t0 = time.perf_counter()
+            result.answer = cite(self.answerer.answer(request, max_new_tokens=self.max_new_tokens), request)
+            result.timings["answer_s"] = round(time.perf_counter() - t0, 3)
+            bar.update()
+        result.answerer = self.answerer.label
+        result.answer_moments = [m.to_dict() for m in request.moments]
+        result.note = None if self.models.trained else ZERO_SHOT_ANSWERER_NOTE
+        return result
 
     def _no_answer_reason(self) -> str | None:
         if not self.models.trained:
