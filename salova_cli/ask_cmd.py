@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova.store.layout import DB_FILE
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
@@ -138,6 +137,7 @@ def search(
 ) -> int:
     """Search every indexed video for the moments that match a description."""
     from salova.retrieval import Session, hms
+    from salova.store.layout import DB_FILE
 
     root = index_dir(index)
     if not (root / DB_FILE).is_file():
