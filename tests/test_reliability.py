@@ -555,7 +555,7 @@ def test_read_only_index_dir_is_one_clear_line_and_still_answers(capsys, tmp_pat
     read_only_dir(index)
     run = cli(capsys, "index", videos[1].path, *common, "--json")
     lines = [line for line in run.err.splitlines() if line.strip()]
-    assert run.code != 0 and len(lines) == 1, run.err
+    assert run.code == 1 and len(lines) == 1, run.err
     assert lines[0].startswith("salova: error: ") and "read-only" in lines[0].lower() and "unchanged" in lines[0]
     assert _snapshot(index) == before and sorted(p.name for p in index.iterdir()) == listing
     asked = cli(capsys, "ask", videos[0].path, "a red frame", *common, "--json")  # readers need no write access
