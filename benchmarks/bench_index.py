@@ -10,7 +10,9 @@ Sections (``--only``):
   speed      `salova index FILE` (tiny encoder) vs `scenedetect -i FILE detect-adaptive` on a 10-minute
              720p30 video, both as child processes timed from spawn to exit (start-up included for both),
              alternating, medians; plus each tool's start-up alone (a 1-second clip) and where salova's
-             time goes (scanner pass, encoder pre-processing, encoder forward).
+             time goes (scanner pass, encoder pre-processing, encoder forward). Checks that the index's
+             segments are scenedetect's scenes on that video (`... detect-adaptive list-scenes`, one more
+             untimed run), split at --max-segment; the script fails if they are not.
   memory     peak RSS of `salova index` on a 60-minute vs a 5-minute video (same scene rate), encoder
              only, a tiny trained checkpoint, and a tiny checkpoint with paper-size latents (256 x 1024).
   size       index bytes per hour of video from those runs, fp16 and int8 latents, and the paper's sizes.
@@ -177,6 +179,64 @@ def make_models(root: Path) -> Models:
     )
 
 
+# ------------------------------------------------------------------------------------------------ cuts
+@dataclass
+class CutCheck:
+    """salova's segments of a video against `scenedetect -i FILE detect-adaptive list-scenes`."""
+
+    cuts: list[int]  # scenedetect's cut frames (first frame of every scene after the first), 0-based
+    expected: list[tuple[int, int]]  # scenedetect's scenes split at max_segment_s: [start, end) frames
+    segments: list[tuple[int, int]]  # what the index holds for the video
+
+    @property
+    def equal(self) -> bool:
+        return self.segments == self.expected
+
+    def describe(self) -> str:
+        if self.equal:
+            return (f"identical: scenedetect's {len(self.cuts)} cuts, {len(self.expected)} segments after splitting "
+                    "long scenes")
+        first = next((i for i, (a, b) in enumerate(zip(self.segments, self.expected, strict=False)) if a != b),
+                     min(len(self.segments), len(self.expected)))
+        return (f"DIFFERENT: index {len(self.segments)} segments, scenedetect {len(self.expected)} (after splitting); "
+                f"first difference at segment {first}: index {self.segments[first:first + 2]} vs scenedetect "
+                f"{self.expected[first:first + 2]}")
+
+
+def scenedetect_scenes(path: Path, out_dir: Path) -> list[tuple[int, int]]:
+    """Scenes [start, end) in 0-based frames from the real CLI: `scenedetect -i FILE detect-adaptive list-scenes`."""
+    import csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "scenedetect", "-q", "-i", str(path), "-o", str(out_dir), "detect-adaptive",
+           "list-scenes", "-f", "scenes.csv"]
+    run_ok(cmd, "scenedetect list-scenes")
+    rows = list(csv.reader((out_dir / "scenes.csv").read_text().splitlines()))
+    header = rows[1]  # row 0 is the cut list
+    start, end = header.index("Start Frame"), header.index("End Frame")
+    # 1-based in the CSV, end inclusive: 0-based [start - 1, end)
+    return [(int(r[start]) - 1, int(r[end])) for r in rows[2:]]
+
+
+def check_cuts(video: Path, index: Path, out_dir: Path, max_segment_s: float = 60.0) -> CutCheck:
+    """Compare the index's segments of ``video`` with scenedetect's scenes split by salova's documented rule."""
+    import duckdb
+
+    from salova.video.segments import split_scene
+
+    con = duckdb.connect(str(index / "index.duckdb"), read_only=True)
+    try:
+        fps, = con.execute("SELECT fps FROM videos WHERE path = ?", [str(video.resolve())]).fetchone()
+        segments = con.execute(
+            "SELECT s.start_frame, s.end_frame FROM segments s JOIN videos v ON v.id = s.video_id WHERE v.path = ? "
+            "ORDER BY s.idx", [str(video.resolve())]).fetchall()
+    finally:
+        con.close()
+    scenes = scenedetect_scenes(video, out_dir)
+    expected = [part for a, b in scenes for part in split_scene(a, b, fps, max_segment_s)]
+    return CutCheck([a for a, _ in scenes[1:]], expected, [(int(a), int(b)) for a, b in segments])
+
+
 # ------------------------------------------------------------------------------------------------ speed
 def bench_speed(sizes: Sizes, models: Models, device: str, tmp: Path, report: Report) -> None:
     seconds, size, fps = sizes.speed_video
@@ -187,11 +247,14 @@ def bench_speed(sizes: Sizes, models: Models, device: str, tmp: Path, report: Re
         return [sys.executable, "-m", "scenedetect", "-i", str(path), "detect-adaptive"]
 
     runs = 0
+    video_index: Path | None = None
 
     def sv(path: Path) -> list[str]:
-        nonlocal runs
+        nonlocal runs, video_index
         runs += 1
         index = tmp / f"speed_index_{runs}"  # a fresh index each run: the whole first-time pass
+        if path == video.path:
+            video_index = index
         return salova_cmd("index", path, "--index", index, "--encoder", models.encoder, "--device", device,
                           "--quiet")
 
@@ -216,6 +279,10 @@ def bench_speed(sizes: Sizes, models: Models, device: str, tmp: Path, report: Re
                 rss[tool].append(res.peak_rss)
                 log(f"  run {r + 1}: {tool} {res.wall_s:.1f} s (load {load_avg()})")
         loads.append(load_avg())
+    assert video_index is not None
+    cuts = check_cuts(video.path, video_index, tmp / "speed_scenes")
+    log(f"  cuts: {cuts.describe()}")
+    report.headline["cuts vs scenedetect list-scenes (speed video)"] = "identical" if cuts.equal else "DIFFERENT"
     m = {t: median(v) for t, v in full.items()}
     s = {t: median(v) for t, v in startup.items()}
     ratio_net = (m["salova"] - s["salova"]) / max(m["scenedetect"] - s["scenedetect"], 1e-9)
@@ -252,7 +319,12 @@ Load average (1/5/15 min) before and after each round: {" | ".join(loads)}.
 CPU time (user + sys), which other load on the machine disturbs less, per round:
 {", ".join(f"{r:.2f}x" for r in paired_cpu)}; median **{cpu_ratio:.2f}x**. Without each tool's start-up (median
 wall minus the 1-s clip's): {ratio_net:.2f}x. Raw figures of every run: `benchmarks/results/index.jsonl`.
+
+Scene cuts on this video, the last salova index against `scenedetect -i FILE detect-adaptive list-scenes`
+(scenes longer than `--max-segment`, 60 s, split by salova's rule): {cuts.describe()}.
 """)
+    if not cuts.equal:
+        raise SystemExit(f"salova's segments differ from scenedetect's scenes on {video.path.name}: {cuts.describe()}")
     bench_breakdown(sizes, models, device, s, report)
 
 

@@ -117,26 +117,26 @@ def test_search_across_the_library(capsys, indexed):
 
 
 @pytest.mark.parametrize(
-    "args,needle",
+    "args,needle,code",
     [
-        (["ask", "{video}", "   "], "empty"),
-        (["ask", "{tmp}/nope.mp4", "what"], "nope.mp4"),
-        (["search", "x", "--index", "{tmp}/no-index"], "no index"),
-        (["ask", "{video}", "what", "--model", "{tmp}/no-ckpt"], "no-ckpt"),
-        (["ask", "{video}", "what", "--top-k", "0"], "top-k"),
+        (["ask", "{video}", "   "], "empty", 2),  # usage errors exit 2
+        (["ask", "{tmp}/nope.mp4", "what"], "nope.mp4", 2),
+        (["search", "x", "--index", "{tmp}/no-index"], "no index", 2),
+        (["ask", "{video}", "what", "--model", "{tmp}/no-ckpt"], "no-ckpt", 1),  # other errors exit 1
+        (["ask", "{video}", "what", "--top-k", "0"], "top-k", 2),
     ],
 )
-def test_errors_are_one_line(capsys, tmp_path, indexed, args, needle):
+def test_errors_are_one_line(capsys, tmp_path, indexed, args, needle, code):
     videos, index = indexed
     args = [a.format(video=videos[0].path, tmp=tmp_path) for a in args]
     if "--index" not in args:
         args += ["--index", str(index)]
     run = cli(capsys, *args)
-    assert run.code != 0 and needle in run.err
+    assert run.code == code and needle in run.err
     assert "Traceback" not in run.err and len(run.err.strip().splitlines()) == 1
 
 
 def test_model_index_mismatch_is_clear(capsys, indexed, siglip_dir):
     videos, index = indexed
     run = cli(capsys, "ask", videos[0].path, "red", "--index", index, "--encoder", siglip_dir)
-    assert run.code != 0 and "rebuild" in run.err and "Traceback" not in run.err
+    assert run.code == 1 and "rebuild" in run.err and "Traceback" not in run.err

@@ -314,7 +314,7 @@ def test_second_writer_overlapping_fails_with_one_line(capsys, tmp_path, pauser,
     waited = time.monotonic() - t0
     assert first.proc.poll() is None  # the overlap is real: the first writer was alive all along
     lines = [line for line in second.err.splitlines() if line.strip()]
-    assert code != 0 and len(lines) == 1, second.err
+    assert code == 1 and len(lines) == 1, second.err
     assert lines[0].startswith("salova: error: ") and f"pid {first.pid}" in lines[0] and "Traceback" not in lines[0]
     assert second.out == ""
     first.release.touch()
@@ -386,9 +386,10 @@ def test_bad_input_corpus(capsys, tmp_path, clip_dir):
     assert set(partial) == {"truncated_faststart.mp4", "corrupt_middle.mp4"}
     for name, warning in partial.items():
         assert "\n" not in warning and name in warning and "truncated or corrupt" in warning
-        assert files[name]["status"] == "indexed" and files[name]["segments"] >= 1
         mine = [r for r in rows if Path(r[0]).name == name]
+        assert files[name]["status"] == "indexed" and files[name]["segments"] == len(mine) > 0
         assert 0 < mine[-1][3] < src.duration_s
+        assert [r[4] for r in mine] == [0, *src.cut_frames][: len(mine)]  # the decoded prefix, cut where the source is
 
     def segs(video):
         return [r for r in rows if r[0] == str(Path(video).resolve())]
@@ -499,22 +500,17 @@ def test_disk_full_is_one_clear_line_and_leaves_the_index_intact(capsys, tmp_pat
     assert cli(capsys, "index", videos[0].path, *common, "--quiet").code == 0
     before = _snapshot(index)
     rest = [v.path for v in videos[1:]]
-    failures = 0
-    # 0 KiB free: the writer cannot even record itself; 4 KiB: its pid file fits, the DuckDB commit does not
+    # 0 KiB free: the writer cannot even record itself; 4 KiB: its pid file fits, the DuckDB commit does not.
+    # Both must fail the same way: exit 1, one line, nothing changed.
     for leave in (0, 4):
         filler = _fill(small_fs, leave)
         run = cli(capsys, "index", *rest, *common, "--json")
-        lines = [line for line in run.err.splitlines() if line.startswith("salova: error")]
-        if run.code != 0:
-            failures += 1
-            assert len(lines) == 1 and "no space left" in lines[0] and "unchanged" in lines[0], run.err
-            assert "Traceback" not in run.err and run.out == ""
-            assert _snapshot(index) == before  # appended rows were taken back
-        else:  # the commit fitted after all: then it is complete
-            assert run.json()["indexed"] == 2
-            before = _snapshot(index)
+        lines = run.err.strip().splitlines()
+        assert run.code == 1 and run.out == "" and len(lines) == 1, (leave, run.err)
+        assert lines[0].startswith(f"salova: error: no space left on the device holding the index at {index}")
+        assert "unchanged" in lines[0]
+        assert _snapshot(index) == before  # appended rows were taken back
         filler.unlink()
-    assert failures >= 1
     with IndexStore.open(index) as store:  # still opens and reads
         assert {v.path for v in store.videos()} == {r[0] for r in before[0]}
     # with space again, a re-run completes to what a roomy disk gives
@@ -559,7 +555,7 @@ def test_read_only_index_dir_is_one_clear_line_and_still_answers(capsys, tmp_pat
     read_only_dir(index)
     run = cli(capsys, "index", videos[1].path, *common, "--json")
     lines = [line for line in run.err.splitlines() if line.strip()]
-    assert run.code != 0 and len(lines) == 1, run.err
+    assert run.code == 1 and len(lines) == 1, run.err
     assert lines[0].startswith("salova: error: ") and "read-only" in lines[0].lower() and "unchanged" in lines[0]
     assert _snapshot(index) == before and sorted(p.name for p in index.iterdir()) == listing
     asked = cli(capsys, "ask", videos[0].path, "a red frame", *common, "--json")  # readers need no write access

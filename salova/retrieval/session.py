@@ -90,7 +90,8 @@ class Session:
                 fp = store.fingerprint
         except IndexStoreError:
             return None, None
-        if fp.checkpoint and Path(fp.checkpoint).exists():
+        # A local checkpoint is recorded as an absolute path; anything else is a hub id (loaded from the cache)
+        if fp.checkpoint and (Path(fp.checkpoint).exists() or not Path(fp.checkpoint).is_absolute()):
             return fp.checkpoint, None
         return None, fp.encoder
 
