@@ -1,4 +1,4 @@
-"""`salova train` (issue 5): presets, data readers, router labels, and real DeepSpeed ZeRO-2 runs on CPU.
+"""`salova train`: presets, data readers, router labels, and real DeepSpeed ZeRO-2 runs on CPU.
 
 Training runs use the tiny random models (tests/models_fixtures.py), real H.264 videos and PNG images, and
 DeepSpeed itself (no mocks). Each run is a few optimizer steps on a batch that repeats.

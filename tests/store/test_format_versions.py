@@ -24,7 +24,7 @@ from salova.store.schema import FORMAT_VERSION
 from salova.store.store import IndexStore
 from tests.cli_helpers import cli
 
-DATA = Path(__file__).resolve().parent / "data" / "index_v1"
+DATA = Path(__file__).resolve().parents[1] / "data" / "index_v1"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
 INDEXES = ("index", "index_int8")  # fp16 latents; int8 latents with scales
 

@@ -1,4 +1,4 @@
-"""`salova index` end to end through the CLI, on synthetic videos with known cuts (issue 3)."""
+"""`salova index` end to end through the CLI, on synthetic videos with known cuts."""
 
 from __future__ import annotations
 
