@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+import salova.models  # noqa: F401  (sets up the environment transformers' loaders run in)
+
 # A small corpus for the byte-level BPE: any text tokenizes (every byte is in the alphabet).
 _CORPUS = [
     "when does the speaker derive the gradient",

@@ -29,5 +29,5 @@ def test_readme_library_example_indexes_asks_and_searches(tmp_path, monkeypatch,
     exec(compile(code, "README.md#Library", "exec"), scope)
     printed = capsys.readouterr().out.splitlines()
     assert 3 <= len(printed) <= 5  # one line per moment (top 5): the video has three scenes, cut in 3 or more segments
-    assert all(len(line.split()) == 5 for line in printed)  # rank start end at score
+    assert all(len(line.split()) == 5 for line in printed), printed  # rank start end at score
     assert scope["hits"] and all(h.video.endswith("lecture.mp4") for h in scope["hits"])
