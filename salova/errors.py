@@ -37,3 +37,7 @@ class FingerprintMismatchError(IndexStoreError):
 
 class TrainingDataError(SalovaError):
     """A training data file is missing or unusable as a whole."""
+
+
+class NonFiniteLogitsError(SalovaError):
+    """A model produced NaN or infinite logits (overflow in a low-precision dtype, or broken weights)."""
