@@ -27,7 +27,7 @@ def train(
                                     "output)."),
     encoder: str | None = typer.Option(None, "--encoder", help="Fresh model: CLIP/SigLIP hub id or dir "
                                        "(default: openai/clip-vit-large-patch14-336)."),
-    llm: str | None = typer.Option(None, "--llm", help="Fresh model: causal LM hub id or dir, or 'none' for "
+    llm: str | None = typer.Option(None, "--llm", help="Fresh model: causal LM hub id, dir or .gguf, or 'none' for "
                                    "retrieval only (default: meta-llama/Llama-3.2-3B-Instruct)."),
     lr: float | None = typer.Option(None, "--lr", help=f"Connector/router/projector (and LLM) lr ({_PRESET})."),
     llm_lr: float | None = typer.Option(None, "--llm-lr", help="LLM lr (default: --lr)."),

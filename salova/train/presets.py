@@ -37,7 +37,7 @@ class TrainConfig:
     # ---- model
     init: str | None = None  # SALOVA checkpoint to start from (stage N+1 starts from stage N's output)
     encoder: str = DEFAULT_ENCODER  # fresh model only (no init): CLIP/SigLIP hub id or dir
-    llm: str | None = DEFAULT_LLM  # fresh model only: causal LM hub id or dir; None = retrieval-only training
+    llm: str | None = DEFAULT_LLM  # fresh model only: causal LM hub id, dir or .gguf; None = retrieval only
     model_overrides: dict = field(default_factory=dict)  # fresh model only: {"connector": {...}, "router": {...}}
     # ---- what trains, and how fast
     train_parts: list[str] = field(default_factory=lambda: list(PARTS))  # stage 1: connector, projector, router
