@@ -7,7 +7,6 @@ way llama.cpp writes one); the slow test trains and asks with the packaged Gemma
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -307,7 +306,6 @@ def test_gemma_gguf_trains_stage_1_and_answers_without_inventing_a_turn(capsys, 
     pytest.importorskip("gguf")
     tmp = tmp_path_factory.mktemp("gemma")
     gguf_path = gemma.assemble(tmp / gemma.MODEL_NAME)
-    torch.set_num_threads(os.cpu_count() or 1)
     run = cli(capsys, "train", "--stage", "1", "--encoder", clip_dir, "--llm", gguf_path, "--data", llava_json,
               "-o", tmp / "ckpt", "--global-batch", "2", "--micro-batch", "1", "--max-steps", "2",
               "--num-workers", "0", "--quiet", "--set", "model_overrides.connector.num_latents=32")
