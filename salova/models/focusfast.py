@@ -14,7 +14,6 @@ Notation: n segments, k focus segments, l latents per segment, d connector width
 from __future__ import annotations
 
 import importlib.util
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from torch import nn
 
 from salova.errors import CheckpointError, NonFiniteLogitsError
 from salova.models.chat import ChatFormat
-
-logger = logging.getLogger(__name__)
 
 VIDEO_PLACEHOLDER = "<video>"
 
@@ -109,7 +106,7 @@ class _FiniteLogits:
             raise NonFiniteLogitsError(
                 f"LLM '{self.lm.name}' produced NaN/inf logits at generated token {input_ids.shape[1] + 1} "
                 f"({self.lm.dtype} on {self.lm.device}): its activations overflowed or its weights are broken; "
-                "run it in bfloat16 or float32 (e.g. --device cpu)"
+                "run it in bfloat16 or float32 (salova's choice: bf16 on GPUs with native bf16, else fp32)"
             )
         return scores
 
@@ -164,7 +161,9 @@ class FocusFastLM(nn.Module):
         quantizer = getattr(model, "hf_quantizer", None)
         if quantizer is not None:  # the weights are plain tensors now; without this, save_pretrained refuses
             quantizer.remove_quantization_config(model)
-        return cls(model.eval(), tokenizer, str(name_or_path)).to(device)
+        local = Path(name_or_path).expanduser()
+        name = str(local.resolve()) if local.exists() else str(name_or_path)  # a checkpoint records it: absolute
+        return cls(model.eval(), tokenizer, name).to(device)
 
     def save_pretrained(self, path) -> None:
         self.model.save_pretrained(path)

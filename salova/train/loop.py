@@ -214,7 +214,7 @@ class Trainer:
                 raise UsageError(f"model_overrides: {exc}") from None
             if over:
                 raise UsageError(f"model_overrides: only 'connector' and 'router' can be set, got {sorted(over)}")
-            config.llm = cfg.llm
+            config.llm = llm.name if llm is not None else None  # a local path made absolute
             model = Salova(config, encoder=encoder, llm=llm)
         if model.encoder is None:
             raise CheckpointError("training needs the vision/text encoder of the checkpoint")
