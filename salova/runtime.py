@@ -30,6 +30,18 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise option_problem("device", f"{device!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
+def llm_dtype(device: torch.device) -> torch.dtype:
+    """The LLM's dtype on ``device``: bf16 on a GPU with native bf16 (compute capability 8+; training uses bf16),
+    else fp32 (CPU, older GPUs, other devices).
+
+    Never fp16: its range (max 65504) is too small for some LLMs' hidden states (Gemma 3's pass 50,000 and
+    overflow to NaN logits), and training never runs in fp16. The vision/text encoder always runs in fp32.
+    """
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.bfloat16
+    return torch.float32
+
+
 @dataclass
 class Models:
     """An encoder, and a SALOVA checkpoint's trained parts when one was given."""
@@ -62,10 +74,9 @@ def load_models(
 ) -> Models:
     """Load a SALOVA checkpoint (its encoder unless ``encoder`` overrides) or an encoder alone."""
     dev = resolve_device(device)
-    dtype = torch.float16 if dev.type == "cuda" else None
     if model is not None:
         enc = VisionTextEncoder.from_pretrained(encoder, device=dev) if encoder is not None else None
-        salova = Salova.from_pretrained(model, device=dev, encoder=enc, load_llm=load_llm, dtype=dtype)
+        salova = Salova.from_pretrained(model, device=dev, encoder=enc, load_llm=load_llm, dtype=llm_dtype(dev))
         return Models(salova.encoder, salova, str(Path(model).expanduser().resolve()) if Path(model).exists()
                       else str(model), dev)
     enc = VisionTextEncoder.from_pretrained(encoder or DEFAULT_ENCODER, device=dev)

@@ -70,8 +70,8 @@ class TrainConfig:
     init: str | None = option(None, "SALOVA checkpoint to start from (stage N+1 starts from stage N's output).")
     encoder: str = option(DEFAULT_ENCODER, "Fresh model only (no checkpoint to start from): CLIP/SigLIP hub id or "
                                            "directory.")
-    llm: str | None = option(DEFAULT_LLM, "Fresh model only: causal LM hub id or directory; none: retrieval-only "
-                                          "training.")
+    llm: str | None = option(DEFAULT_LLM, "Fresh model only: causal LM hub id, directory or .gguf file; none: "
+                                          "retrieval-only training.")
     model_overrides: dict = option({}, "Fresh model only: part sizes, {connector: {...}, router: {...}}.")
     # ---- what trains, and how fast
     train_parts: list[Literal[PARTS]] = option(

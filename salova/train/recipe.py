@@ -186,7 +186,7 @@ class TrainingRecipe:
                 raise option_problem("model_overrides", f"do not fit this model ({exc})") from None
             if over:
                 raise option_problem("model_overrides", f"can set only connector and router, got {sorted(over)}")
-            config.llm = cfg.llm
+            config.llm = llm.name if llm is not None else None  # a local path made absolute
             model = Salova(config, encoder=encoder, llm=llm)
         if model.encoder is None:
             raise CheckpointError("training needs the vision/text encoder of the checkpoint")
