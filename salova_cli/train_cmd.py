@@ -48,6 +48,9 @@ def train(
                                                "(default: 0.8)."),
     focus: str | None = typer.Option(None, "--focus", help="Focus segments in training: labels or router "
                                      "(default: labels)."),
+    train_vision: bool | None = typer.Option(None, "--train-vision/--freeze-vision", help="Train the vision "
+                                             "encoder or keep it frozen (default: the stage preset; stage 1.5: "
+                                             "frozen as paper Sec. 4.2, trained in its Table 5)."),
     precision: str | None = typer.Option(None, "--precision", help="auto (bf16 where supported), bf16 or fp32."),
     deepspeed: Path | None = typer.Option(None, "--deepspeed", help="DeepSpeed JSON ('auto' values are filled "
                                           "in; default: generated ZeRO-2)."),
@@ -76,7 +79,8 @@ def train(
         encoder_lr=encoder_lr, global_batch_size=global_batch, micro_batch_size=micro_batch, epochs=epochs,
         max_steps=max_steps, warmup_ratio=warmup_ratio, max_token_drop=max_token_drop, max_length=max_length,
         top_k=top_k, sim_loss_weight=sim_loss_weight, v2t_threshold=v2t_threshold, t2t_threshold=t2t_threshold,
-        focus=focus, precision=precision, deepspeed=_str(deepspeed), save_every=save_every,
+        focus=focus, train_vision_encoder=train_vision, precision=precision, deepspeed=_str(deepspeed),
+        save_every=save_every,
         resume=resume or None, num_workers=num_workers, seed=seed, progress=False if quiet or as_json else None,
     )
     flags.update(parse_set(set_ or []))

@@ -65,9 +65,12 @@ class TrainConfig:
     sim_margin: float = 0.2  # margin delta of the similarity loss
     v2t_threshold: float = 0.18  # segment is relevant when its video-to-text score exceeds this (paper)
     t2t_threshold: float = 0.8  # ... or its text-to-text score exceeds this (paper)
-    max_positives: int = 5  # at most this many positives per sample, the best by v2t (reference: 5)
+    max_positives: int = 5  # at most this many labelled segments go to the LLM as focus (loss targets: all)
     router_query: str = "question"  # text the router scores segments against: "question" or "answer"
     in_batch_negatives: bool = False  # also score each text against the other samples' segments (negatives)
+    margin_term: bool = True  # add Eq. 1's score margin term to the BCE (reference: stages 1.5 and 2 only)
+    prompt: str = "chat"  # LLM prompt: "chat" (template + question) or "plain" (visual + answer; reference 1, 1.5)
+    train_vision_encoder: bool | None = None  # None: as train_parts says; true/false adds/removes vision_encoder
     feature_cache: bool = False  # keep frozen-encoder frame features in memory across epochs
     # ---- running
     deepspeed: str | None = None  # user DeepSpeed JSON; "auto" values and missing batch keys are filled in
@@ -112,6 +115,8 @@ class TrainConfig:
             p.append(f"max_token_drop must be in [0, 1), got {self.max_token_drop}")
         if self.focus not in ("labels", "router"):
             p.append(f"focus {self.focus!r}: expected labels or router")
+        if self.prompt not in ("chat", "plain"):
+            p.append(f"prompt {self.prompt!r}: expected chat or plain")
         if self.router_query not in ("question", "answer"):
             p.append(f"router_query {self.router_query!r}: expected question or answer")
         if self.decoder not in ("auto", "opencv", "pyav", "decord"):
@@ -136,10 +141,13 @@ STAGE_PRESETS: dict[str, dict] = {
         # Stage-1 data are captioned single clips/images: the router learns caption <-> clip matching with
         # the other samples of the micro-batch as negatives (the reference's pre-training does the same).
         router_query="answer", in_batch_negatives=True,
+        margin_term=False, prompt="plain",  # reference: no margin term, the plain template (media + caption)
     ),
     "1.5": dict(
+        # Paper Sec. 4.2 keeps the vision encoder frozen here; its Table 5 and the reference script train it
+        # (train_vision_encoder=true). Descriptions as router queries come from the data (SceneWalk).
         train_parts=["connector", "router", "projector", "llm", "text_encoder"], lr=2e-5, encoder_lr=2e-6,
-        global_batch_size=8, micro_batch_size=1, max_token_drop=0.7, sim_loss_weight=1.0,
+        global_batch_size=8, micro_batch_size=1, max_token_drop=0.7, sim_loss_weight=1.0, prompt="plain",
     ),
     "2": dict(
         train_parts=list(PARTS), lr=2e-5, encoder_lr=2e-6, global_batch_size=64, micro_batch_size=1,
@@ -201,6 +209,9 @@ def resolve_config(
         raise UsageError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(known))}")
     for key, value in values.items():
         setattr(cfg, key, _coerce(key, value))
+    if cfg.train_vision_encoder is not None:
+        cfg.train_parts = [x for x in cfg.train_parts if x != "vision_encoder"] + (
+            ["vision_encoder"] if cfg.train_vision_encoder else [])
     return cfg.validate()
 
 
@@ -238,7 +249,9 @@ def _coerce(key: str, value):
         if not isinstance(value, dict):
             raise UsageError("model_overrides must be a mapping, e.g. {connector: {num_latents: 64}}")
         return value
-    if isinstance(default, bool):
+    if key == "train_vision_encoder" and value is None:
+        return None
+    if isinstance(default, bool) or key == "train_vision_encoder":
         if isinstance(value, str):
             if value.lower() in ("true", "1", "yes", "on"):
                 return True
