@@ -338,7 +338,7 @@ def test_router_layer_is_the_reference_layer():
 def test_a_long_question_reaches_the_router_untruncated(clip_dir, siglip_dir):
     for path, native in ((clip_dir, 77), (siglip_dir, 64)):
         enc = VisionTextEncoder.from_pretrained(path)
-        words = "when does the red dog run in the park".split()
+        words = ["when", "does", "the", "red", "dog", "run", "in", "the", "park"]
         question = ""
         while len(enc.tokenizer(question)["input_ids"]) < 300:  # a 300-token question
             question += words[len(question.split()) % len(words)] + " "

@@ -134,6 +134,17 @@ def test_presets_are_the_papers_table_5():
         assert c.betas == [0.9, 0.999] and c.warmup_ratio == 0.03 and c.max_grad_norm == 1.0
         assert c.epochs == 1 and c.max_length == 8192 and c.precision == "auto"
         assert (c.v2t_threshold, c.t2t_threshold) == (0.18, 0.8)
+    # The reference: margin term from stage 1.5 on; LLaVA's plain template in stages 1 and 1.5.
+    assert (s1.margin_term, s15.margin_term, s2.margin_term) == (False, True, True)
+    assert (s1.prompt, s15.prompt, s2.prompt) == ("plain", "plain", "chat")
+
+
+def test_a_flag_chooses_whether_the_vision_encoder_trains_in_stage_1_5():
+    assert "vision_encoder" not in resolve_config("1.5", None, {"data": ["d"]}).train_parts  # paper Sec. 4.2
+    trained = resolve_config("1.5", None, {"data": ["d"], "train_vision_encoder": True})  # Table 5, reference
+    assert "vision_encoder" in trained.train_parts
+    frozen = resolve_config("2", None, {"data": ["d"], "train_vision_encoder": "false"})
+    assert "vision_encoder" not in frozen.train_parts and "llm" in frozen.train_parts
 
 
 @pytest.mark.parametrize("stage,name", [("1", "stage1.yaml"), ("1.5", "stage1_5.yaml"), ("2", "stage2.yaml")])
@@ -363,6 +374,22 @@ def test_stage_1_5_on_scenewalk_descriptions_trains_the_router_at_every_step(cap
     log = log_of(tmp_path / "o")
     assert [x["router_queries"] for x in log] == [6, 6, 6]
     assert all(x["sim_loss"] is not None and x["lm_loss"] is not None for x in log)
+
+
+def test_plain_prompt_is_visual_tokens_then_the_answer(salova_dir):
+    from salova.train.forward import SalovaForTraining
+
+    model = Salova.from_pretrained(salova_dir)
+    wrap = SalovaForTraining(model, prompt="plain")
+    visual = torch.randn(7, model.llm.hidden_size)
+    embeds, labels = wrap.plain_inputs(visual, "a red scene")
+    tok = model.llm.tokenizer
+    target = tok("a red scene\n", add_special_tokens=False)["input_ids"]
+    starts_with_bos = tok("a")["input_ids"][:1] == [tok.bos_token_id]
+    n_bos = int(starts_with_bos)
+    assert embeds.shape[:2] == labels.shape == (1, n_bos + 7 + len(target))
+    assert labels[0, : n_bos + 7].eq(-100).all() and labels[0, n_bos + 7 :].tolist() == target
+    torch.testing.assert_close(embeds[0, n_bos : n_bos + 7], visual)
 
 
 def test_bad_samples_are_skipped_counted_and_reported(tmp_path, media, salova_dir, capsys):

@@ -25,6 +25,7 @@ Notation: f frames, p tokens per frame, d encoder width, n segments, l latents, 
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -39,6 +40,8 @@ ENCODE_CHUNK = 32  # frames per encoder call
 CONNECTOR_CHUNK = 16  # segments per connector call (bounds the padded [b, f, p, d] tensor)
 MAX_ROUTER_QUERIES = 16  # SceneWalk descriptions per sample and step (reference: max_clip_num 16)
 PROMPTS = ("chat", "plain")
+
+logger = logging.getLogger(__name__)
 
 
 class SalovaForTraining(nn.Module):
@@ -62,6 +65,7 @@ class SalovaForTraining(nn.Module):
         self.prompt, self.max_length, self.max_router_queries = prompt, max_length, max_router_queries
         # id -> (patches [f, p, d], cls [f, d], segment_of_frame [f], n); only with a frozen vision tower.
         self.cache: dict[str, tuple] | None = {} if feature_cache and not train_vision else None
+        self._warned_unlabelled = False
 
     def train(self, mode: bool = True):
         """Frozen towers stay in eval mode (no dropout) while the trained parts train."""
@@ -197,6 +201,10 @@ class SalovaForTraining(nn.Module):
                 bce, margin = similarity_loss(scores[trains].flatten(), target[trains].flatten(), self.sim_margin)
                 sims.append(bce + margin if self.margin_term else bce)
                 queries += int(trains.sum())
+            elif not self._warned_unlabelled:
+                self._warned_unlabelled = True
+                logger.warning("sample %s has no router labels (no scores in the data) and no in-batch negatives: "
+                               "it trains the LM only; such samples give the router no similarity loss", ex.id)
             if self.salova.llm is not None:
                 focus = self.choose_focus(scores[0, offset : offset + sizes[i]], rows[0])
                 loss = self.lm_loss(question, answer, latents, routing, focus)
