@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from salova.retrieval import Session  # noqa: E402
-from salova.pipeline.files import content_hash  # noqa: E402
 from salova.index.records import SegmentData  # noqa: E402
 from salova.index.store import IndexStore  # noqa: E402
+from salova.pipeline.files import content_hash  # noqa: E402
+from salova.retrieval import Session  # noqa: E402
 from salova.runtime import load_models  # noqa: E402
 from salova.tiny import make_tiny_encoder, make_tiny_salova  # noqa: E402
 

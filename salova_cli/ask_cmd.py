@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from salova.retrieval import Session, ask_many, hms, plot_relevance, read_questions
 from salova.errors import UsageError
+from salova.retrieval import Session, ask_many, hms, plot_relevance, read_questions
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
