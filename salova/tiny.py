@@ -179,8 +179,12 @@ def make_tiny_gguf(path: str | Path, llm_dir: str | Path, *, chat_template: str 
 
 
 def make_tiny_salova(path: str | Path, encoder_dir: str | Path, llm_dir: str | Path | None = None, *,
-                     num_latents: int = 8, d_model: int | None = None, seed: int = 0, **connector) -> Path:
-    """A random SALOVA checkpoint over a tiny encoder (and LLM) with small connector/router sizes."""
+                     num_latents: int = 8, d_model: int | None = None, seed: int = 0, router: dict | None = None,
+                     **connector) -> Path:
+    """A random SALOVA checkpoint over a tiny encoder (and LLM) with small connector/router sizes.
+
+    ``router`` and ``connector`` keyword arguments override the small sizes (any field of their configs).
+    """
     from salova.models.encoder import VisionTextEncoder
     from salova.models.focusfast import FocusFastLM
     from salova.models.salova import Salova, config_for_encoder
@@ -192,8 +196,7 @@ def make_tiny_salova(path: str | Path, encoder_dir: str | Path, llm_dir: str | P
         encoder,
         llm_hidden=llm.hidden_size if llm else None,
         connector={"num_latents": num_latents, "dim_head": 16, "max_frames": 64, **connector},
-        router={"d_model": d_model or d, "ffn_dim": 2 * (d_model or d), "max_segments": 64,
-                "max_text_positions": 128},
+        router={"d_model": d_model or d, "max_segments": 64, "max_text_positions": 128, **(router or {})},
     )
     config.encoder = str(encoder_dir)
     config.llm = str(llm_dir) if llm_dir is not None else None

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
+from salova.retrieval import Session, ask_many, hms, plot_relevance, read_questions
 from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
@@ -56,7 +57,6 @@ def ask(
     if answerer is not None and no_answer:
         raise UsageError("give either --answerer or --no-answer, not both")
     progress = show_progress(quiet, as_json)
-    from salova.retrieval import Session  # heavy (torch): not at start-up
 
     loaded = _load_answerer(answerer, answerer_model, device, progress) if answerer is not None else None
     try:
@@ -86,7 +86,6 @@ def _load_answerer(spec: str, model: str | None, device: str, verbose: bool):
 
 
 def _ask(session, video, question, questions, plot, html, export, as_json) -> int:
-    from salova.retrieval import ask_many, hms, plot_relevance, read_questions
     from salova.retrieval.report import export_moments, write_report
 
     if questions is not None:
@@ -136,7 +135,6 @@ def search(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> int:
     """Search every indexed video for the moments that match a description."""
-    from salova.retrieval import Session, hms
     from salova.store.layout import DB_FILE
 
     root = index_dir(index)

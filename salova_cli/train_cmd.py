@@ -25,6 +25,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "encoder": (), "llm": (), "lr": (), "llm_lr": (), "encoder_lr": (), "global_batch_size": ("--global-batch",),
     "micro_batch_size": ("--micro-batch",), "epochs": (), "max_steps": (), "warmup_ratio": (), "max_token_drop": (),
     "max_length": (), "top_k": (), "sim_loss_weight": (), "v2t_threshold": (), "t2t_threshold": (), "focus": (),
+    "train_vision_encoder": ("--train-vision/--freeze-vision",),
     "precision": (), "deepspeed": (), "save_every": (), "resume": (), "num_workers": (), "seed": (),
 }
 # Names the library gives to things that are not TrainConfig fields.

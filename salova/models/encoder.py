@@ -5,7 +5,14 @@ Per frame it returns what SALOVA needs downstream:
     odd grids such as SigLIP's 27x27 are resized bilinearly to ceil(g/2) = 14x14 = 196 tokens),
   - ``cls``: the penultimate-layer CLS token (SigLIP has none: mean of the patch tokens),
   - ``joint``: the L2-normalised image embedding in the joint image-text space (zero-shot retrieval).
-Per text: penultimate-layer token features (the SR-Router's keys/values) and the joint-space embedding.
+Per text: penultimate-layer token features and the pooled sentence feature (the SR-Router's text), and the
+joint-space embedding (zero-shot retrieval).
+
+Router text is long: SceneWalk descriptions average 137 words. As the reference does, the text position table
+is extended past the checkpoint's (CLIP: 77 -> 512 tokens, SigLIP: 64 -> 1024) so a long question reaches the
+router whole. The original rows are kept; the new rows are drawn N(0, 0.02^2) (the reference's fresh init)
+from a fixed seed, so every process that loads the same checkpoint gets the same table. The joint-space
+embedding still sees at most the checkpoint's own length (the text as CLIP/SigLIP were trained on it).
 
 Notation: b frames or texts, g patch grid side, p pooled tokens per frame, t text tokens,
 d vision width, e text width, j joint-space width.
@@ -30,6 +37,10 @@ from salova.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 SUPPORTED_TYPES = ("clip", "siglip")
+ROUTER_TEXT_TOKENS = {"clip": 512, "siglip": 1024}  # router text length (reference tokenizers' max_length)
+NEW_POSITION_SEED = 0  # rows added to the text position table are drawn from this seed
+NEW_POSITION_STD = 0.02  # ... with this std (Hugging Face's and the reference's fresh init)
+NATIVE_TEXT_KEY = "native_text_positions"  # saved in preprocessor_config.json: the pretrained text length
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class TextFeatures:
     tokens: torch.Tensor  # [b, t, e] penultimate-layer token features
     mask: torch.Tensor  # [b, t] bool, True for real tokens
     joint: torch.Tensor  # [b, j] L2-normalised joint-space text embedding
-    sentence: torch.Tensor | None = None  # [b, e] penultimate-layer feature at the pooled position
+    sentence: torch.Tensor  # [b, e] pooled sentence feature (CLIP: final-layer EOS after its LayerNorm)
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,9 @@ def _resolve_dir(name_or_path: str | Path) -> Path | None:
 class VisionTextEncoder(nn.Module):
     """CLIP or SigLIP image+text encoder with SALOVA's per-frame and per-text outputs."""
 
-    def __init__(self, model: nn.Module, tokenizer, preprocess: Preprocess, name: str):
+    def __init__(
+        self, model: nn.Module, tokenizer, preprocess: Preprocess, name: str, native_text_len: int | None = None
+    ):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -110,7 +123,12 @@ class VisionTextEncoder(nn.Module):
         )
         self.pooled_grid = math.ceil(self.grid / 2)
         self.tokens_per_frame = self.pooled_grid**2
-        self.max_text_len: int = model.config.text_config.max_position_embeddings
+        # The checkpoint's config as loaded: the fingerprint ignores the in-memory position extension.
+        self._loaded_config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+        # Text length the encoder was pretrained with (zero-shot embeddings see no more).
+        self.native_text_len: int = native_text_len or model.config.text_config.max_position_embeddings
+        self.extend_text_positions(ROUTER_TEXT_TOKENS[self.model_type])
+        self.max_text_len: int = model.config.text_config.max_position_embeddings  # router text length
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -138,7 +156,10 @@ class VisionTextEncoder(nn.Module):
         except Exception as exc:
             raise CheckpointError(f"cannot load encoder '{name}': {_one_line(exc)}") from None
         preprocess = Preprocess.from_dir(local, config.model_type, config.vision_config.image_size)
-        enc = cls(model.eval(), tokenizer, preprocess, name)
+        native = None
+        if local is not None and (local / "preprocessor_config.json").is_file():
+            native = json.loads((local / "preprocessor_config.json").read_text()).get(NATIVE_TEXT_KEY)
+        enc = cls(model.eval(), tokenizer, preprocess, name, native_text_len=native)
         enc.requires_grad_(False)
         return enc.to(device)
 
@@ -147,7 +168,8 @@ class VisionTextEncoder(nn.Module):
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         p = self.preprocess
-        cfg = {"image_mean": list(p.mean), "image_std": list(p.std), "do_center_crop": p.crop, "size": p.size}
+        cfg = {"image_mean": list(p.mean), "image_std": list(p.std), "do_center_crop": p.crop, "size": p.size,
+               NATIVE_TEXT_KEY: self.native_text_len}
         (path / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
 
     def fingerprint(self) -> str:
@@ -156,7 +178,7 @@ class VisionTextEncoder(nn.Module):
         Independent of where the encoder lives, so a moved directory keeps its index valid.
         """
         h = hashlib.sha256()
-        h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+        h.update(self._loaded_config.encode())
         for key, value in sorted(self.model.state_dict().items()):
             h.update(key.encode())
             h.update(value.detach().flatten()[:64].float().cpu().numpy().tobytes())
@@ -215,48 +237,84 @@ class VisionTextEncoder(nn.Module):
         return FrameFeatures(patches=pooled, cls=cls_tok, joint=F.normalize(joint.float(), dim=-1))
 
     # ------------------------------------------------------------------ text
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        padding = "max_length" if self.model_type == "siglip" else "longest"
-        enc = self.tokenizer(
-            texts, padding=padding, truncation=True, max_length=self.max_text_len, return_tensors="pt"
-        )
+    def extend_text_positions(self, length: int) -> None:
+        """Grow the text position table to ``length`` rows (no-op if it has them); see the module docstring."""
+        emb = self.model.text_model.embeddings
+        old = emb.position_embedding.weight
+        if old.shape[0] >= length:
+            return
+        gen = torch.Generator().manual_seed(NEW_POSITION_SEED)
+        rows = torch.randn(length, old.shape[1], generator=gen) * NEW_POSITION_STD  # [length, e]
+        rows[: old.shape[0]] = old.detach().float().cpu()
+        table = nn.Embedding(length, old.shape[1], device=old.device, dtype=old.dtype)
+        with torch.no_grad():
+            table.weight.copy_(rows)
+        table.weight.requires_grad_(old.requires_grad)
+        emb.position_embedding = table
+        emb.register_buffer("position_ids", torch.arange(length, device=old.device)[None], persistent=False)
+        for cfg in {id(c): c for c in (self.model.config.text_config, getattr(self.model.text_model, "config", None))
+                    if c is not None}.values():
+            cfg.max_position_embeddings = length
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask [b, t], cut at ``max_length`` (default: the router text length).
+
+        CLIP pads to the longest text. SigLIP pads to its pretrained length (64), as it was trained, or to the
+        longest text when that is longer.
+        """
+        limit = max_length or self.max_text_len
+        padding = "longest"
+        if self.model_type == "siglip":
+            longest = max(len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=limit)["input_ids"])
+            limit = max(min(self.native_text_len, limit), longest)
+            padding = "max_length"
+        enc = self.tokenizer(texts, padding=padding, truncation=True, max_length=limit, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def encode_text(self, texts: list[str]) -> TextFeatures:
-        """Encode texts into penultimate-layer token features [b, t, e] and joint embeddings [b, j]."""
-        enc = self.tokenize(texts)
+        """Encode texts into penultimate-layer token features [b, t, e], sentence features [b, e] and joint
+        embeddings [b, j]. Texts up to the router length (512 / 1024 tokens) are seen whole by the router.
+
+        SigLIP attends to its padding (it has no text mask), so when a text is longer than 64 tokens each text is
+        encoded on its own: a text's features never depend on the others in the batch.
+        """
+        if self.model_type == "siglip" and len(texts) > 1 and max(self._lengths(texts)) > self.native_text_len:
+            parts = [self.encode_text([t]) for t in texts]
+            t = max(p.tokens.shape[1] for p in parts)
+            tokens = torch.cat([F.pad(p.tokens, (0, 0, 0, t - p.tokens.shape[1])) for p in parts])
+            mask = torch.cat([F.pad(p.mask, (0, t - p.mask.shape[1])) for p in parts])
+            return TextFeatures(tokens, mask, torch.cat([p.joint for p in parts]),
+                                torch.cat([p.sentence for p in parts]))
+        tokens, mask, sentence, joint = self._run_text(texts, self.max_text_len)
+        long = [i for i, n in enumerate(self._lengths(texts)) if n > self.native_text_len]
+        if long:  # the joint space sees the text as the encoder was trained on it: cut at its own length
+            joint = joint.clone()
+            joint[long] = self._run_text([texts[i] for i in long], self.native_text_len)[3]
+        return TextFeatures(tokens=tokens, mask=mask, joint=joint, sentence=sentence)
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_text_len)["input_ids"]]
+
+    def _run_text(self, texts: list[str], max_length: int):
+        """One text-tower pass -> tokens [b, t, e], mask [b, t], sentence [b, e], joint [b, j] (normalised)."""
+        enc = self.tokenize(texts, max_length)
+        ids = enc["input_ids"]
         mask = enc.get("attention_mask")
-        if mask is None:
-            mask = torch.ones_like(enc["input_ids"])
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
         if self.model_type == "siglip":
             # SigLIP was trained on max-length padding without a mask; pass none, as its processor does.
-            out = self.model.text_model(input_ids=enc["input_ids"], output_hidden_states=True)
-            joint = out.pooler_output
+            out = self.model.text_model(input_ids=ids, output_hidden_states=True)
+            sentence = joint = out.pooler_output
+            eos = self.tokenizer.eos_token_id
+            if eos is not None:  # the router's keys end at the first EOS, as in the reference
+                is_eos = ids == eos
+                first = torch.where(is_eos.any(1), is_eos.int().argmax(1), ids.shape[1] - 1)  # [b]
+                mask = mask & (torch.arange(ids.shape[1], device=ids.device)[None] <= first[:, None])
         else:
-            out = self.model.text_model(input_ids=enc["input_ids"], attention_mask=mask, output_hidden_states=True)
+            out = self.model.text_model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
+            sentence = out.pooler_output  # final-layer EOS after the final LayerNorm (the reference's text_cls)
             joint = self.model.text_projection(out.pooler_output)
-        hidden = out.hidden_states[-2]
-        pooled = self._pooled_positions(enc["input_ids"], mask)  # [b]
-        sentence = hidden[torch.arange(hidden.shape[0], device=hidden.device), pooled]
-        return TextFeatures(
-            tokens=hidden, mask=mask.bool(), joint=F.normalize(joint.float(), dim=-1), sentence=sentence
-        )
-
-    def _pooled_positions(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The position each encoder pools its sentence from: CLIP's EOS token, SigLIP's last token.
-
-        CLIP's text transformer is causal, so its first token sees nothing of the sentence; the EOS
-        position is the one that summarises it (and the one CLIP projects into the joint space).
-        """
-        if self.model_type == "siglip":
-            return torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, device=input_ids.device)
-        eos = self.model.config.text_config.eos_token_id
-        if eos == 2:  # legacy OpenAI CLIP configs: EOS is the highest token id (as transformers pools it)
-            return input_ids.argmax(dim=-1)
-        is_eos = input_ids == eos if eos is not None else torch.zeros_like(mask, dtype=torch.bool)
-        last_real = mask.long().sum(1) - 1
-        first_eos = is_eos.int().argmax(1)
-        return torch.where(is_eos.any(1), first_eos, last_real)
+        return out.hidden_states[-2], mask, sentence, F.normalize(joint.float(), dim=-1)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the SR-Router layer of the reference (DETR-style positions, no global token)
 
 
 @dataclass
@@ -145,9 +145,8 @@ class Salova(nn.Module):
         b, dev = routing.shape[0], self.device
         tokens = text.tokens.to(dev).expand(b, -1, -1)
         tmask = text.mask.to(dev).expand(b, -1)
-        query = text.sentence.to(dev).expand(b, -1) if text.sentence is not None else None
-        scores = self.router(routing.to(dev).float(), tokens, tmask, None if mask is None else mask.to(dev),
-                             text_query=query)
+        sentence = text.sentence.to(dev).expand(b, -1)
+        scores = self.router(routing.to(dev).float(), tokens, tmask, sentence, None if mask is None else mask.to(dev))
         return scores[0] if single else scores
 
     def answer(
@@ -234,8 +233,18 @@ class Salova(nn.Module):
             if not f.is_file():
                 raise CheckpointError(f"incomplete SALOVA checkpoint: {f} is missing")
         try:
-            config = SalovaConfig.from_dict(json.loads(cfg_file.read_text()))
+            raw = json.loads(cfg_file.read_text())
+            version = int(raw.get("format_version", 1)) if isinstance(raw, dict) else None
         except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"corrupt checkpoint config {cfg_file}: {exc}") from None
+        if version is not None and version < FORMAT_VERSION:
+            raise CheckpointError(
+                f"{root} is a format-{version} SALOVA checkpoint: its SR-Router weights do not fit this salova's "
+                f"router (format {FORMAT_VERSION}, the reference layer); retrain it with `salova train`"
+            )
+        try:
+            config = SalovaConfig.from_dict(raw)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"corrupt checkpoint config {cfg_file}: {exc}") from None
         if encoder is None and load_encoder:
             enc_src = root / "encoder" if (root / "encoder" / CONFIG_NAME).is_file() else config.encoder
