@@ -35,7 +35,7 @@ _OTHER_FLAGS = {"config_file": "--config"}
 def flag_of(field: str) -> str:
     """How the command line spells a TrainConfig field (``global_batch_size`` -> ``--global-batch``)."""
     if field in FLAGS:
-        return (FLAGS[field] or ("--" + field.replace("_", "-"),))[0]
+        return (FLAGS[field] or ("--" + field.replace("_", "-"),))[0].split("/")[0]  # an on/off pair: its "on"
     if field in _OTHER_FLAGS:
         return _OTHER_FLAGS[field]
     return f"--set {field}" if field in field_types() else field

@@ -499,7 +499,8 @@ TRAIN_FLAGS = {
     "--stage", "--data", "--output", "-o", "--video-root", "--image-root", "--init", "--encoder", "--llm", "--lr",
     "--llm-lr", "--encoder-lr", "--global-batch", "--micro-batch", "--epochs", "--max-steps", "--warmup-ratio",
     "--max-token-drop", "--max-length", "--top-k", "--sim-loss-weight", "--v2t-threshold", "--t2t-threshold",
-    "--focus", "--precision", "--deepspeed", "--save-every", "--resume", "--num-workers", "--seed",
+    "--focus", "--train-vision", "--freeze-vision", "--precision", "--deepspeed", "--save-every", "--resume",
+    "--num-workers", "--seed",
     "--config", "--set", "--print-config", "--json", "--quiet", "-q", "--local_rank", "--local-rank",
 }
 CLI_OWN = {"config", "set_", "print_config", "as_json", "quiet", "local_rank"}  # options that are not fields
@@ -565,6 +566,8 @@ def test_cli_options_are_the_config_fields(capsys):
             argv += [x for v in value for x in (train_cmd.flag_of(f.name), v)]
         else:
             argv += [train_cmd.flag_of(f.name), repr(value) if isinstance(value, float) else value]
+    if expected["train_vision_encoder"]:  # the flag adds the vision tower to the parts given
+        expected["train_parts"] = [p for p in expected["train_parts"] if p != "vision_encoder"] + ["vision_encoder"]
     r = cli(capsys, "train", *argv, "--print-config")
     assert r.code == 0, r.err
     assert json.loads(r.out) == expected
