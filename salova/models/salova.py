@@ -134,20 +134,25 @@ class Salova(nn.Module):
     def score(
         self, routing: torch.Tensor, question: str | TextFeatures, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """SR-Router scores: the one place the router is called.
+        """SR-Router scores: the one place the router is called (indexing, asking, searching and training).
 
-        routing [n, d] (one video) or [b, n, d] (a padded batch of videos, ``mask`` [b, n] True = real segment)
-        and a question (text or its features, one question shared by the batch) -> scores [n] or [b, n].
+        routing [n, d] (one video) or [b, n, d] (a padded batch of videos, ``mask`` [b, n] True = a real segment);
+        question: a text, or text features of one question (shared by the batch) or of q questions about one
+        video. Returns [n] (one video, one question), [b, n] (b videos) or [q, n] (q questions).
         """
         text = self.encoder.encode_text([question]) if isinstance(question, str) else question
         single = routing.dim() == 2
-        routing = routing[None] if single else routing
-        b, dev = routing.shape[0], self.device
-        tokens = text.tokens.to(dev).expand(b, -1, -1)
+        routing = routing[None] if single else routing  # [b, n, d]
+        q, dev = text.tokens.shape[0], self.device
+        b = max(routing.shape[0], q)
+        routing = routing.to(dev, next(self.router.parameters()).dtype).expand(b, -1, -1)
+        tokens = text.tokens.to(dev).expand(b, -1, -1)  # [b, t, d_text]
         tmask = text.mask.to(dev).expand(b, -1)
         sentence = text.sentence.to(dev).expand(b, -1)
-        scores = self.router(routing.to(dev).float(), tokens, tmask, sentence, None if mask is None else mask.to(dev))
-        return scores[0] if single else scores
+        if mask is not None:
+            mask = mask.to(dev).expand(b, -1)
+        scores = self.router(routing, tokens, tmask, sentence, mask)
+        return scores[0] if single and q == 1 else scores
 
     def answer(
         self, question: str, routing: torch.Tensor, latents, scores: torch.Tensor,

@@ -194,9 +194,7 @@ class SalovaForTraining(nn.Module):
             # Unknown labels (no scores in the data) teach the router nothing without other samples' negatives.
             trains = torch.tensor([row is not None or others for row in rows], device=dev)  # [q]
             text = self.text_features(texts)
-            scores = self.salova.router(
-                group[None].expand(len(texts), -1, -1), text.tokens.to(dev), text.mask.to(dev), text.sentence.to(dev)
-            ).float()  # [q, N]
+            scores = self.salova.score(group, text).float().reshape(len(texts), -1)  # [q, N]: every text x segment
             if bool(trains.any()):
                 bce, margin = similarity_loss(scores[trains].flatten(), target[trains].flatten(), self.sim_margin)
                 sims.append(bce + margin if self.margin_term else bce)
