@@ -4,7 +4,11 @@ Each channel ranks the segments it has a score for (1 = best; the speech channel
 something was said that matches at all). The fused score of a segment is
 
     fused = sum over channels c of 1 / (RRF_K + rank_c)          (reciprocal-rank fusion, k = 60)
-          + 1 if the segment's speech score >= SPEECH_CONFIDENT   (a confident speech match)
+          + 1 if the segment's speech match is confident
+
+A speech match is confident when its score (``salova.speech.channel``: MiniLM cosine + BM25 bonus) is at least
+SPEECH_CONFIDENT, or when it is the channel's best, at least SPEECH_FLOOR, and STANDOUT times the next best
+segment's (a clear winner among weak matches: a paraphrase in other words, a mis-heard word).
 
 Rank fusion needs no calibration between CLIP/router scores and sentence-embedding cosines; the confident-
 speech tier keeps a clear spoken match from being outvoted by a visual channel that has nothing to say about
@@ -18,7 +22,23 @@ from __future__ import annotations
 import numpy as np
 
 RRF_K = 60.0  # reciprocal-rank fusion constant (Cormack et al. 2009)
-SPEECH_CONFIDENT = 0.35  # speech score (MiniLM cosine + BM25 bonus) above which speech is trusted first
+# Calibrated on the spoken-needle benchmark (benchmarks/bench_speech.py): paraphrase matches scored 0.17-0.57,
+# the best non-matching segment of a video 0.08-0.27.
+SPEECH_CONFIDENT = 0.3  # speech score above which a spoken match is trusted first
+SPEECH_FLOOR = 0.15  # ... or above this when it is the channel's clear best:
+STANDOUT = 1.5  # ... at least this many times the next best segment's speech score
+
+
+def confident_speech(speech: np.ndarray) -> np.ndarray:
+    """[n] bool: which segments' speech matches are confident (NaN: no speech score)."""
+    s = np.nan_to_num(np.asarray(speech, np.float64), nan=-1.0)
+    out = s >= SPEECH_CONFIDENT
+    if len(s):
+        order = np.argsort(-s, kind="stable")
+        top = s[order[0]]
+        runner_up = s[order[1]] if len(s) > 1 else 0.0
+        out[order[0]] |= top >= SPEECH_FLOOR and top >= STANDOUT * max(runner_up, 0.0)
+    return out
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:
@@ -45,7 +65,7 @@ def fuse(channels: dict[str, np.ndarray | None]) -> tuple[np.ndarray, list[str]]
     for r in rk.values():
         fused += np.where(np.isnan(r), 0.0, 1.0 / (RRF_K + np.nan_to_num(r, nan=0.0)))
     speech = present.get("speech")
-    confident = np.zeros(n, bool) if speech is None else np.nan_to_num(speech, nan=-1.0) >= SPEECH_CONFIDENT
+    confident = np.zeros(n, bool) if speech is None else confident_speech(speech)
     fused += confident
     best = []
     for i in range(n):
