@@ -86,6 +86,8 @@ class Session:
     def close(self) -> None:
         if self._speech:
             self._speech.invalidate()  # rows are re-read after an index change
+        elif self._speech is False:
+            self._speech = None  # look again: indexing may have added speech
         if self._store is not None:
             self._store.close()
             self._store = None
