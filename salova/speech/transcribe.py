@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from salova.errors import option_problem
 from salova.speech.audio import SAMPLE_RATE, is_silent, load_audio
 
 
@@ -48,6 +49,9 @@ class Transcriber:
 
         self.spec, self.language = spec, language
         self.model = load_whisper(spec, device=device, threads=threads)
+        if language not in (None, "en") and not self.model.model.is_multilingual:
+            raise option_problem("language", f"{language!r}: the Whisper model {spec} is English-only; give a "
+                                 "multilingual --speech-model (e.g. small)")
 
     def transcribe(self, path: str | os.PathLike, on_progress: Callable[[float], None] | None = None) -> Transcript:
         """``on_progress(seconds)`` is called with the audio seconds covered so far (for a progress bar)."""

@@ -65,3 +65,9 @@ def test_videos_without_sound_index_with_an_empty_transcript(capsys, tmp_path, c
     assert out.code == 0 and out.out == ""
     ask = cli(capsys, "ask", mute, "what is said?", "--index", index, "--json", "--quiet")
     assert ask.code == 0 and ask.json()["mode"] == "zero-shot"  # no speech anywhere: visual only
+
+
+def test_a_language_the_english_only_whisper_cannot_hear_is_a_usage_error(capsys, tmp_path, talk, clip_dir):
+    run = cli(capsys, "index", talk, "--index", tmp_path / "index", "--encoder", clip_dir, "--language", "fr",
+              "--quiet")
+    assert run.code == 2 and "--language" in run.err and "English-only" in run.err
