@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "connector.init_std=0.02 (ablations)")
     args = ap.parse_args(argv)
 
-    from salova.train.presets import parse_set
+    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
 
     from salova.tiny import make_tiny_encoder, make_tiny_salova
     from salova.train import resolve_config, train

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="any training option (as `salova train --set`)")
     args = ap.parse_args(argv)
 
-    from salova.train.presets import parse_set
+    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
 
     import salova.models.encoder as encoder_module
     from salova.tiny import make_tiny_encoder, make_tiny_salova
