@@ -130,10 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
                          "connector.init_std=0.02 (ablations)")
     args = ap.parse_args(argv)
 
-    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
-
     from salova.tiny import make_tiny_encoder, make_tiny_salova
     from salova.train import resolve_config, train
+    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
 
     # Tiny models are latency-bound: one intra-op thread is faster than several (and steadier on busy machines).
     torch.set_num_threads(1)

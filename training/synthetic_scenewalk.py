@@ -132,11 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="any training option (as `salova train --set`)")
     args = ap.parse_args(argv)
 
-    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
-
     import salova.models.encoder as encoder_module
     from salova.tiny import make_tiny_encoder, make_tiny_salova
     from salova.train import resolve_config, train
+    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
 
     if args.router_text_tokens and hasattr(encoder_module, "ROUTER_TEXT_TOKENS"):
         encoder_module.ROUTER_TEXT_TOKENS["clip"] = args.router_text_tokens
