@@ -21,6 +21,7 @@ from salova.errors import SalovaError, VideoOpenError
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
 from salova.pipeline.files import content_hash, is_unchanged
+from salova.pipeline.outcome import FileOutcome
 from salova.pipeline.overlap import EncodeWorker, FrameDedup
 from salova.runtime import Models
 from salova.store.records import SegmentData
@@ -28,16 +29,6 @@ from salova.store.store import IndexStore
 from salova.video import SampledFrame, SceneCut, Segment, SegmentCutter, VideoScanner
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FileOutcome:
-    path: str
-    status: str  # indexed | updated | unchanged | failed
-    segments: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    warning: str | None = None  # indexed, but not all of it: e.g. decoding stopped early (truncated/corrupt file)
 
 
 @dataclass
