@@ -86,4 +86,5 @@ def load_models(
         if note is not None:
             note(f"encoder: {encoder} ({why})")
     enc = VisionTextEncoder.from_pretrained(encoder, device=dev)
+    enc.try_bf16_frames()
     return Models(enc, None, None, dev)

@@ -29,7 +29,7 @@ log = logging.getLogger("salova.store")
 Hit = tuple[int, int, float]  # (video id, segment idx, score)
 
 FLAT_MAX = 200_000  # live segments searched exactly; above, an IVF index
-_PROBE_FRACTION = 16  # an IVF search probes 1 / this of its lists (at least _MIN_PROBE)
+_PROBE_FRACTION = 8  # an IVF search probes 1 / this of its lists (at least _MIN_PROBE)
 _MIN_PROBE = 8
 _TRAIN_PER_LIST = 64  # k-means training sample: this many vectors per list
 
