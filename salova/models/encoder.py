@@ -227,6 +227,9 @@ class VisionTextEncoder(nn.Module):
         Gradients flow only into parameters that require them (the encoder is frozen by default);
         callers that only infer wrap this in ``torch.inference_mode()``.
         """
+        return self._encode_frames(frames)
+
+    def _encode_frames(self, frames: np.ndarray | torch.Tensor) -> FrameFeatures:
         pixels = self.pixel_values(frames)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16_frames):
             out = self.model.vision_model(pixel_values=pixels, output_hidden_states=True)
@@ -258,9 +261,9 @@ class VisionTextEncoder(nn.Module):
         size = self.preprocess.size
         frame = np.repeat(np.repeat(rng.integers(0, 256, (2, size // 8, size // 8, 3), np.uint8), 8, 1), 8, 2)
         with torch.inference_mode():
-            ref = self.encode_frames(frame).joint
+            ref = self._encode_frames(frame).joint
             self.bf16_frames = True
-            low = self.encode_frames(frame).joint
+            low = self._encode_frames(frame).joint
         cosine = float((ref * low).sum(-1).min())
         self.bf16_frames = cosine >= min_cosine
         logger.info("bf16 frames: cosine %.5f vs float32 -> %s", cosine, "on" if self.bf16_frames else "off")
