@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from salova.defaults import DEFAULT_ENCODER
+from salova.defaults import CPU_ENCODER, DEFAULT_ENCODER
 from salova.errors import option_problem
 from salova.models.encoder import VisionTextEncoder
 from salova.models.salova import Salova
@@ -66,18 +67,35 @@ class Models:
         return self._fingerprint
 
 
+def default_encoder(device: torch.device) -> tuple[str, str]:
+    """(encoder, why) for a device when none was asked for: the paper's on a GPU, a small CLIP on a CPU."""
+    if device.type == "cpu":
+        return CPU_ENCODER, (f"CPU: the paper's {DEFAULT_ENCODER} takes 1-3 s per frame here, this one about "
+                             "0.05 s; --encoder chooses another (an index keeps the encoder it was built with)")
+    return DEFAULT_ENCODER, f"{device.type}: the paper's encoder"
+
+
 def load_models(
     model: str | Path | None = None,
     encoder: str | Path | None = None,
     device: str = "auto",
     load_llm: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Models:
-    """Load a SALOVA checkpoint (its encoder unless ``encoder`` overrides) or an encoder alone."""
+    """Load a SALOVA checkpoint (its encoder unless ``encoder`` overrides) or an encoder alone.
+
+    With neither, the device's default encoder (``default_encoder``); ``note`` gets one line saying which and why.
+    """
     dev = resolve_device(device)
     if model is not None:
         enc = VisionTextEncoder.from_pretrained(encoder, device=dev) if encoder is not None else None
         salova = Salova.from_pretrained(model, device=dev, encoder=enc, load_llm=load_llm, dtype=llm_dtype(dev))
         return Models(salova.encoder, salova, str(Path(model).expanduser().resolve()) if Path(model).exists()
                       else str(model), dev)
-    enc = VisionTextEncoder.from_pretrained(encoder or DEFAULT_ENCODER, device=dev)
+    if encoder is None:
+        encoder, why = default_encoder(dev)
+        if note is not None:
+            note(f"encoder: {encoder} ({why})")
+    enc = VisionTextEncoder.from_pretrained(encoder, device=dev)
+    enc.try_bf16_frames()
     return Models(enc, None, None, dev)

@@ -136,6 +136,8 @@ def search(
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     encoder: str | None = typer.Option(None, "--encoder", help="CLIP/SigLIP encoder for zero-shot use."),
     limit: int = typer.Option(10, "--limit", "-n", help="Moments to print."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="Scan every segment (a library over 200,000 "
+                                    "segments is otherwise searched approximately)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     channels: str | None = typer.Option(None, "--channels", help=CHANNELS_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -150,7 +152,7 @@ def search(
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
     with Session(root, model=model, encoder=encoder, device=device, answer=False, progress=False,
                  channels=channels) as session:
-        hits = session.search(query, limit)
+        hits = session.search(query, limit, exhaustive=exhaustive)
     if as_json:
         print_json({"query": query, "model": session.model_name, "mode": session.mode,
                     "hits": [h.__dict__ for h in hits]})

@@ -35,6 +35,8 @@ def index(
                                         "detected per video)."),
     text_encoder: str | None = typer.Option(None, "--text-encoder", help="sentence-transformers dir or id for "
                                             "speech search (default: the index's, else all-MiniLM-L6-v2)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Estimate how long indexing would take here "
+                                 "(durations, and speed measured on the first file); change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
 ) -> int:
@@ -58,7 +60,10 @@ def index(
         progress=show_progress(quiet, as_json), speech=not no_speech, speech_model=speech_model,
         text_encoder=text_encoder, language=language,
     )
-    summary = run_index(paths or [], options)
+    if dry_run:
+        return _dry_run(paths or [], options, as_json)
+    note = None if quiet or as_json else (lambda line: typer.echo(line, err=True))
+    summary = run_index(paths or [], options, note=note)
     if as_json:
         print_json({k: v for k, v in summary.to_dict().items()})
     elif not quiet:
@@ -70,3 +75,20 @@ def index(
         for f in summary.failures:
             typer.echo(f"  failed: {f['path']}: {f['error']}", err=True)
     return summary.exit_code
+
+
+def _dry_run(paths, options, as_json: bool) -> int:
+    from salova.pipeline.estimate import estimate_index
+
+    est = estimate_index(paths, options)
+    if as_json:
+        print_json(est.to_dict())
+        return 0
+    typer.echo(f"{est.files} files to index ({est.video_s / 60:.1f} min of video), {est.unchanged} unchanged")
+    if est.files:
+        typer.echo(f"measured here: scan {est.scan_s_per_video_s * 60:.1f} s per minute of video, "
+                   f"{est.encoder} {est.encode_s_per_frame * 1000:.0f} ms per frame")
+        typer.echo(f"estimated time: {est.estimate_s / 60:.1f} min")
+    for line in est.unreadable:
+        typer.echo(f"  unreadable: {line}", err=True)
+    return 0

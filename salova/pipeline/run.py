@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
+from salova.defaults import VIDEO_BACKENDS as BACKENDS
 from salova.errors import UsageError
-from salova.pipeline.encode import EncodeSettings, FileOutcome, Indexer
-from salova.pipeline.files import discover, shard_dir, shard_from_env
-from salova.runtime import Models, load_models
-from salova.store.merge import merge_indexes
-from salova.store.store import IndexStore
-from salova.video import BACKENDS
+from salova.pipeline.files import discover, is_unchanged, shard_dir, shard_from_env
+from salova.pipeline.outcome import FileOutcome
+
+if TYPE_CHECKING:  # torch and the models load only when some file needs encoding
+    from salova.pipeline.encode import EncodeSettings
+    from salova.runtime import Models
 
 
 @dataclass
@@ -60,6 +61,8 @@ class IndexOptions:
             raise UsageError(problems=problems)
 
     def encode_settings(self) -> EncodeSettings:
+        from salova.pipeline.encode import EncodeSettings
+
         return EncodeSettings(fps=self.fps, max_segment_s=self.max_segment_s, batch_size=self.batch_size,
                               backend=self.backend)
 
@@ -77,6 +80,7 @@ class IndexSummary:
     shard: str | None = None
     failures: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)  # {"path", "warning"}: indexed only in part
+    frames_reused: int = 0  # 1-FPS frames of static scenes that took an earlier frame's features
     files: list[FileOutcome] = field(default_factory=list)
 
     def add(self, outcome: FileOutcome) -> None:
@@ -98,8 +102,17 @@ class IndexSummary:
         return 1 if self.failed else 0
 
 
-def run_index(paths: list[str | Path], options: IndexOptions, models: Models | None = None) -> IndexSummary:
-    """Index ``paths`` into ``options.index_dir`` (or its shard). Returns the summary; never raises for bad files."""
+def run_index(
+    paths: list[str | Path], options: IndexOptions, models: Models | None = None,
+    note: Callable[[str], None] | None = None,
+) -> IndexSummary:
+    """Index ``paths`` into ``options.index_dir`` (or its shard). Returns the summary; never raises for bad files.
+
+    No model is loaded when every file is already indexed, unchanged, with the encoder and checkpoint names
+    asked for (the names the index recorded are compared; a changed model under the same name is caught
+    by the store's fingerprint once some file needs encoding). ``note`` receives one line naming the
+    encoder chosen when none was asked for.
+    """
     t0 = time.perf_counter()
     files = discover(paths)
     shard = options.shard or (shard_from_env() if options.shard_from_env else None)
@@ -108,7 +121,31 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
         files = files[shard[0] :: shard[1]]
         target = shard_dir(options.index_dir, shard)
     summary = IndexSummary(index=str(target), shard=f"{shard[0]}/{shard[1]}" if shard else None)
-    models = models or load_models(options.model, options.encoder, options.device)
+    recorded = _recorded_models(target)
+    if models is None and not options.prune and recorded is not None and _same_models(recorded, options):
+        unchanged = _all_unchanged(target, files)
+        if unchanged is not None and options.speech and not _speech_done(target, unchanged):
+            unchanged = None  # speech to add: the full path transcribes (and encodes nothing)
+        if unchanged is not None:
+            for outcome in unchanged:
+                summary.add(outcome)
+            summary.seconds = round(time.perf_counter() - t0, 3)
+            return summary
+    return _encode_files(files, target, options, summary, models, recorded, note, t0)
+
+
+def _encode_files(files, target, options, summary, models, recorded, note, t0) -> IndexSummary:
+    from tqdm.auto import tqdm
+
+    from salova.pipeline.encode import Indexer
+    from salova.runtime import load_models
+    from salova.store.store import IndexStore
+
+    if models is None:
+        encoder = options.encoder
+        if encoder is None and options.model is None and recorded is not None and recorded.checkpoint is None:
+            encoder = recorded.encoder  # keep the index's encoder: another one could not add to it
+        models = load_models(options.model, encoder, options.device, note=note)
     with IndexStore.open(
         target, writable=True, create=True, fingerprint=models.fingerprint(), lock_timeout=options.lock_timeout,
         latent_dtype=options.latent_dtype,
@@ -129,6 +166,7 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
                     speech.after_video(store, path, frames_bar if show else None)  # transcribes only what lacks speech
                 summary.add(outcome)
                 files_bar.update(1)
+    summary.frames_reused = indexer.frames_reused
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary
 
@@ -148,9 +186,62 @@ def _speech_indexer(root: Path, options: IndexOptions, models: Models):
     return speech
 
 
+def _recorded_models(target: Path):
+    """The ModelFingerprint an existing index recorded, or None (no index, or unreadable: the writer decides)."""
+    from salova.errors import SalovaError
+    from salova.store.layout import DB_FILE
+    from salova.store.store import IndexStore
+
+    if not (target / DB_FILE).is_file():
+        return None
+    try:
+        with IndexStore.open(target) as store:
+            return store.fingerprint
+    except (SalovaError, OSError):
+        return None
+
+
+def _same_models(recorded, options: IndexOptions) -> bool:
+    """The encoder and checkpoint asked for are, by name, the ones the index was built with."""
+    if options.model is None:
+        return recorded.checkpoint is None and options.encoder in (None, recorded.encoder)
+    model = Path(options.model).expanduser()
+    checkpoint = str(model.resolve()) if model.exists() else str(options.model)
+    return recorded.checkpoint == checkpoint and options.encoder in (None, recorded.encoder)
+
+
+def _speech_done(target: Path, outcomes: list[FileOutcome]) -> bool:
+    """Every one of these (indexed, unchanged) videos already has its speech stored."""
+    from salova.speech.tables import read_fingerprint
+    from salova.store.store import IndexStore
+
+    _, done = read_fingerprint(target)
+    with IndexStore.open(target) as store:
+        return all((rec := store.get_video(o.path)) is not None and rec.id in done for o in outcomes)
+
+
+def _all_unchanged(target: Path, files: list[Path]) -> list[FileOutcome] | None:
+    """An 'unchanged' outcome per file when none needs indexing, else None."""
+    from salova.store.store import IndexStore
+
+    out = []
+    with IndexStore.open(target) as store:
+        for path in files:
+            rec = store.get_video(str(path))
+            try:
+                if not is_unchanged(rec, path, path.stat()):
+                    return None
+            except OSError:
+                return None
+            out.append(FileOutcome(str(path), "unchanged", rec.num_segments, 0.0))
+    return out
+
+
 def merge_shards(index_dir: Path, remove: bool = True):
     """Combine ``index_dir/shards/*`` into ``index_dir``; the shard folders are removed afterwards."""
     import shutil
+
+    from salova.store.merge import merge_indexes
 
     shards = sorted(p for p in (index_dir / "shards").glob("*-of-*") if p.is_dir())
     if not shards:

@@ -244,12 +244,13 @@ class Session:
             raise UsageError(summary.failures[0]["error"])
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+    def search(self, query: str, limit: int = 10, exhaustive: bool = False) -> list[SearchHit]:
         """The ``limit`` best moments across the library.
 
         FAISS finds candidate segments by joint-space similarity. Without a checkpoint they are the answer;
         with one, the router re-scores every segment of the ``limit`` best candidate videos (a segment is
-        scored in the context of its whole video) and the best of those are returned.
+        scored in the context of its whole video) and the best of those are returned. ``exhaustive`` scans
+        every segment even where a large library's index is approximate.
         """
         query = (query or "").strip()
         if not query:
@@ -260,7 +261,8 @@ class Session:
         store = self._reader()
         hits = []
         if "visual" in self.channels:
-            candidates = store.search_joint(q.joint, k=max(4 * limit, 32))  # [(video_id, segment, score)]
+            # [(video_id, segment, score)]
+            candidates = store.search_joint(q.joint, k=max(4 * limit, 32), exhaustive=exhaustive)
             if self.models.trained:
                 vids = list(dict.fromkeys(v for v, _, _ in candidates))[:limit]
                 scored = self.scorer.score_videos(store, vids, q)
