@@ -210,7 +210,8 @@ def insert_videos(
         con.execute(
             INSERT_VIDEO,
             [rec.id, rec.path, rec.size, rec.mtime_ns, rec.content_hash, rec.duration_s, rec.fps,
-             rec.num_frames, rec.status, rec.error, rec.indexed_at, rec.shard, rec.num_segments],
+             rec.num_frames, rec.status, rec.error, rec.indexed_at, rec.shard, rec.num_segments, rec.warning, rec.gaps,
+             rec.settings],
         )  # fmt: skip
         if not w.columns:
             continue

@@ -74,6 +74,9 @@ class VideoRecord:
     indexed_at: datetime | None = None  # UTC, when this row was committed
     shard: str | None = None  # e.g. '3/8' when indexed by a shard
     num_segments: int = 0
+    warning: str | None = None  # indexed only in part, or with damage skipped: the one-line decode warning
+    gaps: str | None = None  # JSON [[from_s, to_s], ...]: stretches lost to corrupt data
+    settings: str | None = None  # JSON {"fps", "max_segment_s", "encoder"} the segments were made with
 
 
 @dataclass

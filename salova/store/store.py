@@ -21,7 +21,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from salova.errors import FingerprintMismatchError, IndexLockedError, IndexStoreError
-from salova.store import commit
+from salova.store import commit, schema
 from salova.store.arrays import dequantize_int8, write_atomic
 from salova.store.layout import DB_FILE, FRAME_DTYPES, LATENT_DTYPES, LOCK_FILE, SEGMENT_STORES, WRITER_FILE
 from salova.store.records import (
@@ -142,7 +142,18 @@ class IndexStore:
             self._create(fingerprint, latent_dtype, frame_dtype)
         self._load()
         self._check_fingerprint(fingerprint)
+        if self._snap.missing_columns:  # an index from before those columns: add them (NULL in old rows)
+            self._migrate()
         commit.recover(self._snap)
+
+    def _migrate(self) -> None:
+        try:
+            with schema.connect(self.root / DB_FILE, read_only=False, timeout=self._db_timeout) as con:
+                schema.add_missing_columns(con, self._snap.missing_columns)
+        except duckdb.Error as e:
+            raise commit.store_error(self.root, e) from e
+        log.info("index at %s: added videos columns %s", self.root, ", ".join(self._snap.missing_columns))
+        self._snap.missing_columns = []
 
     def _holder(self) -> str:
         try:
@@ -344,6 +355,9 @@ class IndexStore:
         segments: Sequence[SegmentData],
         *,
         shard: str | None = None,
+        warning: str | None = None,
+        gaps: str | None = None,
+        settings: str | None = None,
     ) -> int:
         """Store one video and its segments, atomically replacing whatever the index had for `path`.
 
@@ -353,7 +367,7 @@ class IndexStore:
         record = VideoRecord(
             id=0, path=_norm_path(path), size=int(size), mtime_ns=int(mtime_ns), content_hash=content_hash,
             duration_s=duration_s, fps=fps, num_frames=num_frames, status="indexed", error=None, shard=shard,
-            num_segments=len(segments),
+            num_segments=len(segments), warning=warning, gaps=gaps, settings=settings,
         )  # fmt: skip
         return self._commit([video_rows(record, segments, self.latent_dtype)], [])[0]
 
@@ -366,12 +380,13 @@ class IndexStore:
         error: str,
         *,
         shard: str | None = None,
+        settings: str | None = None,
     ) -> int:
         """Record that `path` could not be indexed. Any previous entry for the path, segments included, is
         replaced: it described the file as it was, which is not what is there now."""
         record = VideoRecord(
             id=0, path=_norm_path(path), size=int(size), mtime_ns=int(mtime_ns), content_hash=content_hash,
-            duration_s=None, fps=None, num_frames=None, status="failed", error=error, shard=shard,
+            duration_s=None, fps=None, num_frames=None, status="failed", error=error, shard=shard, settings=settings,
         )  # fmt: skip
         return self._commit([VideoRows(record, {}, {}, None)], [])[0]
 
