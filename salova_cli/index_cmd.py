@@ -26,8 +26,9 @@ def index(
                                      "(default from RANK/WORLD_SIZE under torchrun)."),
     merge: bool = typer.Option(False, "--merge", help="Combine the shards into the index, then exit."),
     prune: bool = typer.Option(False, "--prune", help="Drop entries whose file no longer exists."),
-    latent_dtype: str = typer.Option("fp16", "--latent-dtype", help="Connector latents on disk: fp16, or int8 "
-                                     "(about half the size). Fixed when the index is created."),
+    latent_dtype: str | None = typer.Option(None, "--latent-dtype", help="Connector latents on disk: fp16 "
+                                            "(default), or int8 (about half the size). Fixed when the index is "
+                                            "created."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
 ) -> int:
@@ -56,6 +57,8 @@ def index(
     elif not quiet:
         parts = [f"{summary.indexed} indexed", f"{summary.updated} updated", f"{summary.unchanged} unchanged",
                  f"{summary.failed} failed"]
+        if summary.reindexed:
+            parts.insert(2, f"{summary.reindexed} re-indexed (other settings)")
         if prune:
             parts.append(f"{summary.pruned} pruned")
         typer.echo(f"{', '.join(parts)}; {summary.segments} segments in {summary.seconds:.1f}s -> {summary.index}")

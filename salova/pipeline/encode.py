@@ -8,6 +8,7 @@ released: memory does not grow with video length. The video's segments are commi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from salova.errors import SalovaError, VideoOpenError
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
-from salova.pipeline.files import content_hash, is_unchanged
+from salova.pipeline.files import content_hash, is_unchanged, settings_differ, settings_json
 from salova.runtime import Models
 from salova.store.records import SegmentData
 from salova.store.store import IndexStore
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FileOutcome:
     path: str
-    status: str  # indexed | updated | unchanged | failed
+    status: str  # indexed | updated | reindexed (same file, other settings) | unchanged | failed
     segments: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -57,6 +58,8 @@ class Indexer:
         self.store = store
         self.settings = settings
         self.shard = shard  # "i/N" recorded in videos.shard
+        fp = models.fingerprint()
+        self.settings_json = settings_json(settings.fps, settings.max_segment_s, fp.encoder, fp.digest)
 
     def index_file(self, path: Path, frames_bar: tqdm | None = None) -> FileOutcome:
         t0 = time.perf_counter()
@@ -64,8 +67,12 @@ class Indexer:
         old = self.store.get_video(spath)
         try:
             st = path.stat()
-            if is_unchanged(old, path, st):
+            same_file = is_unchanged(old, path, st)
+            changed_settings = settings_differ(old, self.settings_json) if same_file else []
+            if same_file and not changed_settings:
                 return FileOutcome(spath, "unchanged", old.num_segments, time.perf_counter() - t0)
+            if changed_settings:
+                logger.info("%s: re-indexing, made with other %s", path.name, ", ".join(changed_settings))
             chash = content_hash(path, st.st_size)
         except OSError as exc:
             return self._fail(spath, None, f"{path.name}: cannot read: {exc.strerror or exc}", t0)
@@ -88,11 +95,16 @@ class Indexer:
                 num_frames=result.end_frame,
                 segments=segments,
                 shard=self.shard,
+                warning=" ".join("; ".join(result.warnings).split()) or None,
+                gaps=json.dumps([list(g) for g in result.gaps]) if result.gaps else None,
+                settings=self.settings_json,
             )
         finally:
             if spill is not None:
                 spill.close()
         status = "updated" if old is not None and old.status == "indexed" else "indexed"
+        if same_file:
+            status = "reindexed"
         warning = " ".join("; ".join(result.warnings).split()) or None  # one line
         return FileOutcome(spath, status, len(segments), time.perf_counter() - t0, warning=warning)
 
@@ -100,7 +112,8 @@ class Indexer:
         error = " ".join(error.split())  # one line
         if state is not None:
             self.store.put_failure(
-                path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error, shard=self.shard
+                path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error, shard=self.shard,
+                settings=self.settings_json,
             )
         logger.info("failed: %s", error)  # the summary reports failures; -v shows them as they happen
         return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -78,6 +79,28 @@ def is_unchanged(rec, path: Path, st: os.stat_result) -> bool:
     if rec is None or rec.status != "indexed" or rec.size != st.st_size:
         return False
     return rec.mtime_ns == st.st_mtime_ns or rec.content_hash == content_hash(path, st.st_size)
+
+
+# Settings that shape a video's segments and vectors; a video made with others is re-indexed.
+SETTING_KEYS = ("fps", "max_segment_s", "model")
+
+
+def settings_json(fps: float, max_segment_s: float, encoder: str, model_digest: str) -> str:
+    """What `videos.settings` records: the sampling rate, the split length and the model that made the rows."""
+    return json.dumps({"fps": float(fps), "max_segment_s": float(max_segment_s), "encoder": encoder,
+                       "model": model_digest}, sort_keys=True)
+
+
+def settings_differ(rec, settings: str) -> list[str]:
+    """The settings (of SETTING_KEYS) in which `rec` was made differently; none for rows from before salova
+    recorded them (NULL: assumed the same, so an upgrade does not re-index a whole library)."""
+    if rec is None or not rec.settings:
+        return []
+    try:
+        old, new = json.loads(rec.settings), json.loads(settings)
+    except ValueError:
+        return list(SETTING_KEYS)
+    return [k for k in SETTING_KEYS if old.get(k) != new.get(k)]
 
 
 def shard_from_env() -> tuple[int, int] | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from salova.errors import UsageError
+from salova.errors import UsageError, option_problem
 from salova.pipeline.encode import EncodeSettings, FileOutcome, Indexer
 from salova.pipeline.files import discover, shard_dir, shard_from_env
 from salova.runtime import Models, load_models
@@ -31,7 +31,8 @@ class IndexOptions:
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
     shard_from_env: bool = True  # take (RANK, WORLD_SIZE) from a launcher when shard is None
     prune: bool = False  # drop index entries whose file no longer exists
-    latent_dtype: str = "fp16"  # connector latents on disk: fp16, or int8 (about half the size); new index only
+    # connector latents on disk: fp16, or int8 (about half the size); fixed at creation (None: the index's, or fp16)
+    latent_dtype: str | None = None
     # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
     lock_timeout: float = field(default_factory=lambda: float(os.environ.get("SALOVA_LOCK_TIMEOUT", "10")))
     progress: bool = True
@@ -44,7 +45,7 @@ class IndexOptions:
             problems.append(("fps", f"must be in (0, 30], got {self.fps}"))
         if self.batch_size < 1:
             problems.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
-        if self.latent_dtype not in ("fp16", "int8"):
+        if self.latent_dtype not in (None, "fp16", "int8"):
             problems.append(("latent_dtype", f"must be fp16 or int8, got {self.latent_dtype!r}"))
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             problems.append(("shard", f"{self.shard[0]}/{self.shard[1]}: need 0 <= I < N"))
@@ -63,6 +64,7 @@ class IndexSummary:
     index: str
     indexed: int = 0
     updated: int = 0
+    reindexed: int = 0  # unchanged files made again because --fps, --max-segment or the model changed
     unchanged: int = 0
     failed: int = 0
     pruned: int = 0
@@ -105,8 +107,12 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
     models = models or load_models(options.model, options.encoder, options.device)
     with IndexStore.open(
         target, writable=True, create=True, fingerprint=models.fingerprint(), lock_timeout=options.lock_timeout,
-        latent_dtype=options.latent_dtype,
+        latent_dtype=options.latent_dtype or "fp16",
     ) as store:
+        if options.latent_dtype is not None and options.latent_dtype != store.latent_dtype:
+            raise option_problem("latent_dtype", f"{options.latent_dtype}: the index at {target} stores "
+                                 f"{store.latent_dtype} latents, fixed when it was created; leave the option out, "
+                                 "or use another --index")
         if options.prune:
             gone = [v.path for v in store.videos() if not Path(v.path).exists()]
             summary.pruned = store.remove_videos(gone) if gone else 0
