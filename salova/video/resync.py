@@ -4,8 +4,8 @@ OpenCV's reader stops at the first region it cannot demux or decode, and a plain
 stops at the first packet that raises. ``PacketDecoder`` feeds the decoder one packet at a time: a packet
 that raises is dropped, the decoder picks up again at the next frame it can reconstruct (the next
 keyframe when references were lost), and every stretch of time with no frame around such errors is
-recorded in ``gaps``. FFmpeg's own messages stay silent (PyAV's default); each skipped packet is logged
-on ``salova.video`` at DEBUG, and the gaps become one warning line in the scan result.
+recorded in ``gaps``. FFmpeg's own messages stay silent (PyAV's default); skipped packets are logged on
+``salova.video`` (the first few at INFO, shown by ``salova -v``); the gaps become one warning line.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ logger = logging.getLogger("salova.video")
 
 # Consecutive packets that fail to demux before the rest of the file is given up as unreadable.
 MAX_DEMUX_ERRORS = 64
+# Skipped packets logged at INFO per file; the rest at DEBUG.
+_ERRORS_AT_INFO = 5
 # A jump of more than this many nominal frame durations near a decode error is a hole in the video.
 HOLE_FRAMES = 1.5
 # Frames after an error within which a hole is put down to it (frame threads deliver errors late).
@@ -123,7 +125,9 @@ class PacketDecoder:
     def _note_error(self, what: str) -> None:
         self.errors += 1
         self._since_error = 0
-        logger.debug("%s: %s after %.3fs; skipped", self.path.name, what, self.last_time or 0.0)
+        # The first few per file at INFO (`salova -v`), the rest at DEBUG: a damaged stretch can be thousands.
+        level = logging.INFO if self.errors <= _ERRORS_AT_INFO else logging.DEBUG
+        logger.log(level, "%s: %s after %.3fs; skipped", self.path.name, what, self.last_time or 0.0)
 
     def _time_s(self, frame: av.VideoFrame) -> float:
         if frame.pts is None or frame.time_base is None:
