@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from salova.errors import SalovaError, VideoOpenError
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
-from salova.pipeline.files import content_hash, is_unchanged, settings_differ, settings_json
+from salova.pipeline.files import content_hash, full_hash, is_unchanged, settings_differ, settings_json
 from salova.runtime import Models
 from salova.store.records import SegmentData
 from salova.store.store import IndexStore
@@ -38,6 +38,7 @@ class FileOutcome:
     seconds: float = 0.0
     error: str | None = None
     warning: str | None = None  # indexed, but not all of it: e.g. decoding stopped early (truncated/corrupt file)
+    moved_from: str | None = None  # status "moved": the path the entry had
 
 
 @dataclass
@@ -48,6 +49,7 @@ class EncodeSettings:
     max_segment_s: float = 60.0  # longer scenes are split into equal parts no longer than this
     batch_size: int = 16  # frames per encoder batch
     backend: str = "auto"  # decoder: auto, opencv, pyav, decord
+    verify: bool = False  # unchanged means the same whole-file hash, not size + mtime / sampled hash
 
 
 class Indexer:
@@ -67,7 +69,7 @@ class Indexer:
         old = self.store.get_video(spath)
         try:
             st = path.stat()
-            same_file = is_unchanged(old, path, st)
+            same_file = is_unchanged(old, path, st, self.settings.verify)
             changed_settings = settings_differ(old, self.settings_json) if same_file else []
             if same_file and not changed_settings:
                 return FileOutcome(spath, "unchanged", old.num_segments, time.perf_counter() - t0)
@@ -98,6 +100,7 @@ class Indexer:
                 warning=" ".join("; ".join(result.warnings).split()) or None,
                 gaps=json.dumps([list(g) for g in result.gaps]) if result.gaps else None,
                 settings=self.settings_json,
+                full_hash=full_hash(path),
             )
         finally:
             if spill is not None:

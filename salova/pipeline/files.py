@@ -74,10 +74,26 @@ def content_hash(path: Path, size: int) -> str:
     return h.hexdigest()[:32]
 
 
-def is_unchanged(rec, path: Path, st: os.stat_result) -> bool:
-    """An indexed record still describes the file: same size, and same mtime or same content hash."""
+def full_hash(path: Path) -> str:
+    """sha256 of the whole file (``--verify``): what ``content_hash``'s sampled 3 MiB can miss."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK * 8):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def is_unchanged(rec, path: Path, st: os.stat_result, verify: bool = False) -> bool:
+    """An indexed record still describes the file: same size, and same mtime or same content hash.
+
+    The cheap check misses an edit that keeps the size and the mtime (or resets it) and touches no byte of
+    the three sampled MiB, e.g. a few frames re-encoded in place mid-file. ``verify`` compares the hash of
+    the whole file instead (a record without one counts as changed).
+    """
     if rec is None or rec.status != "indexed" or rec.size != st.st_size:
         return False
+    if verify:
+        return rec.full_hash is not None and rec.full_hash == full_hash(path)
     return rec.mtime_ns == st.st_mtime_ns or rec.content_hash == content_hash(path, st.st_size)
 
 

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from salova.errors import UsageError, option_problem
 from salova.pipeline.encode import EncodeSettings, FileOutcome, Indexer
 from salova.pipeline.files import discover, shard_dir, shard_from_env
+from salova.pipeline.library import Relocator, known_failure
 from salova.runtime import Models, load_models
 from salova.store.merge import merge_indexes
 from salova.store.store import IndexStore
@@ -31,6 +32,8 @@ class IndexOptions:
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
     shard_from_env: bool = True  # take (RANK, WORLD_SIZE) from a launcher when shard is None
     prune: bool = False  # drop index entries whose file no longer exists
+    verify: bool = False  # unchanged means the same whole-file hash (reads every file); moves confirmed so too
+    retry_failed: bool = False  # decode files that failed before even if they have not changed
     # connector latents on disk: fp16, or int8 (about half the size); fixed at creation (None: the index's, or fp16)
     latent_dtype: str | None = None
     # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
@@ -56,7 +59,7 @@ class IndexOptions:
 
     def encode_settings(self) -> EncodeSettings:
         return EncodeSettings(fps=self.fps, max_segment_s=self.max_segment_s, batch_size=self.batch_size,
-                              backend=self.backend)
+                              backend=self.backend, verify=self.verify)
 
 
 @dataclass
@@ -65,12 +68,14 @@ class IndexSummary:
     indexed: int = 0
     updated: int = 0
     reindexed: int = 0  # unchanged files made again because --fps, --max-segment or the model changed
+    moved: int = 0  # entries re-pointed at a file's new path (same content), no model work
     unchanged: int = 0
     failed: int = 0
     pruned: int = 0
     segments: int = 0
     seconds: float = 0.0
     shard: str | None = None
+    not_retried: int = 0  # failed before and unchanged: not decoded again (--retry-failed does)
     failures: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)  # {"path", "warning"}: indexed only in part
     files: list[FileOutcome] = field(default_factory=list)
@@ -113,9 +118,7 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
             raise option_problem("latent_dtype", f"{options.latent_dtype}: the index at {target} stores "
                                  f"{store.latent_dtype} latents, fixed when it was created; leave the option out, "
                                  "or use another --index")
-        if options.prune:
-            gone = [v.path for v in store.videos() if not Path(v.path).exists()]
-            summary.pruned = store.remove_videos(gone) if gone else 0
+        relocator = Relocator(store, verify=options.verify)  # before pruning: a moved file keeps its entry
         indexer = Indexer(models, store, options.encode_settings(), shard=summary.shard)
         show = options.progress
         with (
@@ -123,8 +126,14 @@ def run_index(paths: list[str | Path], options: IndexOptions, models: Models | N
             tqdm(desc="frames", unit="frame", disable=not show, position=1, leave=False) as frames_bar,
         ):
             for path in files:
-                summary.add(indexer.index_file(path, frames_bar if show else None))
+                outcome = relocator.relocate(path)
+                if outcome is None and (outcome := known_failure(store, path, options.retry_failed)):
+                    summary.not_retried += 1
+                summary.add(outcome or indexer.index_file(path, frames_bar if show else None))
                 files_bar.update(1)
+        if options.prune:
+            gone = [v.path for v in store.videos() if not Path(v.path).exists()]
+            summary.pruned = store.remove_videos(gone) if gone else 0
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary
 

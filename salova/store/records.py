@@ -76,7 +76,8 @@ class VideoRecord:
     num_segments: int = 0
     warning: str | None = None  # indexed only in part, or with damage skipped: the one-line decode warning
     gaps: str | None = None  # JSON [[from_s, to_s], ...]: stretches lost to corrupt data
-    settings: str | None = None  # JSON {"fps", "max_segment_s", "encoder"} the segments were made with
+    settings: str | None = None  # JSON {"fps", "max_segment_s", "encoder", "model"} the segments were made with
+    full_hash: str | None = None  # sha256 of the whole file (content_hash samples 3 MiB of it)
 
 
 @dataclass

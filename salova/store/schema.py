@@ -47,7 +47,8 @@ DDL = (
         num_segments INTEGER NOT NULL,
         warning      TEXT,
         gaps         TEXT,
-        settings     TEXT
+        settings     TEXT,
+        full_hash    TEXT
     )""",
     """CREATE TABLE segments (
         video_id    BIGINT NOT NULL,
@@ -65,7 +66,7 @@ DDL = (
 
 VIDEO_COLUMNS = (
     "id, path, size, mtime_ns, content_hash, duration_s, fps, num_frames, status, error, indexed_at, shard, "
-    "num_segments, warning, gaps, settings"
+    "num_segments, warning, gaps, settings, full_hash"
 )
 SEGMENT_COLUMNS = "video_id, idx, start_s, end_s, start_frame, end_frame, vec_row, frame_row, frame_count"
 INSERT_VIDEO = f"INSERT INTO videos ({VIDEO_COLUMNS}) VALUES ({', '.join('?' * len(VIDEO_COLUMNS.split(',')))})"
@@ -81,6 +82,7 @@ ADD_VIDEO_COLUMNS = {
     "warning": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS warning TEXT",
     "gaps": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS gaps TEXT",
     "settings": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS settings TEXT",
+    "full_hash": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS full_hash TEXT",
 }
 
 

@@ -358,6 +358,7 @@ class IndexStore:
         warning: str | None = None,
         gaps: str | None = None,
         settings: str | None = None,
+        full_hash: str | None = None,
     ) -> int:
         """Store one video and its segments, atomically replacing whatever the index had for `path`.
 
@@ -367,7 +368,7 @@ class IndexStore:
         record = VideoRecord(
             id=0, path=_norm_path(path), size=int(size), mtime_ns=int(mtime_ns), content_hash=content_hash,
             duration_s=duration_s, fps=fps, num_frames=num_frames, status="indexed", error=None, shard=shard,
-            num_segments=len(segments), warning=warning, gaps=gaps, settings=settings,
+            num_segments=len(segments), warning=warning, gaps=gaps, settings=settings, full_hash=full_hash,
         )  # fmt: skip
         return self._commit([video_rows(record, segments, self.latent_dtype)], [])[0]
 
@@ -397,6 +398,14 @@ class IndexStore:
         if present:
             self._commit([], present)
         return len(present)
+
+    def move_video(self, old: str | os.PathLike[str], new: str | os.PathLike[str], size: int, mtime_ns: int) -> None:
+        """Re-point the entry of `old` at `new` (the same content, moved or renamed): no model work, one commit."""
+        self._require_writer()
+        old, new = _norm_path(old), _norm_path(new)
+        if old not in self._snap.videos or new in self._snap.videos:
+            raise ValueError(f"cannot move {old} to {new}: need an entry at the first and none at the second")
+        commit.move_videos(self._snap, [(old, new, int(size), int(mtime_ns))], timeout=self._db_timeout)
 
     def import_videos(self, videos: Sequence[VideoRows]) -> list[int]:
         """Store videos exported from another index with the same model, in one commit; each replaces any

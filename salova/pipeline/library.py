@@ -1,0 +1,60 @@
+"""Keeping an index in step with a library over months: moved files, failed files, status and removal.
+
+A file moved or renamed inside the library keeps its entry: ``Relocator`` recognises it by size and
+content hash among the entries whose files are gone, and re-points the entry (no decoding, no model work).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from salova.pipeline.encode import FileOutcome
+from salova.pipeline.files import content_hash, full_hash
+from salova.store.store import IndexStore, VideoRecord
+
+
+class Relocator:
+    """Finds, for a path the index does not know, an indexed entry of the same content whose file is gone."""
+
+    def __init__(self, store: IndexStore, verify: bool = False):
+        self.store = store
+        self.verify = verify  # confirm a match by hashing the whole file (the entry's full_hash)
+        self._gone: dict[tuple[int, str], list[VideoRecord]] = {}
+        for rec in store.videos("indexed"):
+            if not Path(rec.path).exists():
+                self._gone.setdefault((rec.size, rec.content_hash), []).append(rec)
+
+    def relocate(self, path: Path) -> FileOutcome | None:
+        """Move a matching entry to ``path`` and say so; None when ``path`` is known or nothing matches."""
+        if not self._gone or self.store.get_video(path) is not None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            st = path.stat()
+            candidates = self._gone.get((st.st_size, content_hash(path, st.st_size)))
+            if not candidates:
+                return None
+            rec = candidates[0]
+            if self.verify and rec.full_hash and rec.full_hash != full_hash(path):
+                return None  # same sampled bytes, other content: index it as a new file
+        except OSError:
+            return None  # the indexer reports unreadable files
+        candidates.pop(0)
+        self.store.move_video(rec.path, path, st.st_size, st.st_mtime_ns)
+        return FileOutcome(str(path), "moved", rec.num_segments, time.perf_counter() - t0, moved_from=rec.path)
+
+
+def known_failure(store: IndexStore, path: Path, retry: bool) -> FileOutcome | None:
+    """The recorded failure of a file that has not changed since (same size and mtime), unless ``retry``:
+    a file that failed once fails again, and some fail only after decoding for minutes. None: index it."""
+    rec = store.get_video(path)
+    if retry or rec is None or rec.status != "failed":
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if (rec.size, rec.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return None
+    return FileOutcome(str(path), "failed", 0, 0.0, rec.error)
