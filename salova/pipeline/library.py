@@ -6,6 +6,7 @@ content hash among the entries whose files are gone, and re-points the entry (no
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -58,3 +59,50 @@ def known_failure(store: IndexStore, path: Path, retry: bool) -> FileOutcome | N
     if (rec.size, rec.mtime_ns) != (st.st_size, st.st_mtime_ns):
         return None
     return FileOutcome(str(path), "failed", 0, 0.0, rec.error)
+
+
+def library_status(index_dir: Path) -> dict:
+    """What an index holds: videos, hours, segments, failures with reasons, damaged files, size, models, last run."""
+    with IndexStore.open(index_dir) as store:
+        stats = store.stats()
+        videos = store.videos()
+        fp = store.fingerprint
+    indexed = [v for v in videos if v.status == "indexed"]
+    times = [v.indexed_at for v in videos if v.indexed_at is not None]
+    return {
+        "index": stats["root"],
+        "videos": len(indexed),
+        "hours": round(sum(v.duration_s or 0.0 for v in indexed) / 3600, 3),
+        "segments": stats["segments"],
+        "failed": len(videos) - len(indexed),
+        "failures": [{"path": v.path, "error": v.error} for v in videos if v.status == "failed"],
+        "damaged": [{"path": v.path, "warning": v.warning} for v in indexed if v.warning],
+        "missing": [v.path for v in videos if not Path(v.path).exists()],
+        "bytes": sum(stats["bytes"].values()),
+        "models": {"encoder": fp.encoder, "checkpoint": fp.checkpoint, "digest": fp.digest},
+        "latent_dtype": stats["latent_dtype"],
+        "last_run": max(times).isoformat(timespec="seconds") + "Z" if times else None,
+    }
+
+
+def remove_entries(index_dir: Path, paths: list[str | Path], lock_timeout: float = 10.0) -> tuple[list[str], list[str]]:
+    """Forget the entries of ``paths`` (files, or folders: every entry under them), whether or not the files
+    still exist. Returns (removed paths, arguments that matched no entry)."""
+    with IndexStore.open(index_dir, writable=True, lock_timeout=lock_timeout) as store:
+        known = [v.path for v in store.videos()]
+        removed: list[str] = []
+        unmatched: list[str] = []
+        for raw in paths:
+            target = os.path.abspath(os.path.expanduser(os.fspath(raw)))
+            hits = [p for p in known if p == target or p.startswith(target.rstrip(os.sep) + os.sep)]
+            if not hits and Path(target).exists():  # a symlinked path: the index holds the resolved one
+                resolved = str(Path(target).resolve())
+                hits = [p for p in known if p == resolved or p.startswith(resolved + os.sep)]
+            if hits:
+                removed.extend(hits)
+            else:
+                unmatched.append(str(raw))
+        removed = sorted(set(removed))
+        if removed:
+            store.remove_videos(removed)
+    return removed, unmatched
