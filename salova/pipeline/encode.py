@@ -168,6 +168,7 @@ class Indexer:
             buffer.close()
         if not segments:
             raise VideoOpenError(f"{path.name}: no frames could be decoded")
+        presentation_times(segments, result)
         latents = spill.view() if spill is not None else None
         if latents is not None:
             for seg in segments:
@@ -198,6 +199,19 @@ class Indexer:
             out.routing = routing[0].float().cpu().numpy().copy()
             out.latents = spill.add(latents[0].to(torch.float16).cpu().numpy())  # a row number until the scan ends
         return out
+
+
+def presentation_times(segments: list[SegmentData], result) -> None:
+    """Segment bounds at scene cuts and at the end take the frames' presentation times, not ``frame / fps``:
+    they differ in a variable-frame-rate file (by more than the 0.5 ms tolerance; constant-rate files keep
+    ``frame / fps`` exactly). Splits inside a scene stay at ``frame / fps``."""
+    pts = dict(zip(result.cuts, result.cut_times_s, strict=True))
+    pts[result.end_frame] = result.duration_s
+    for seg in segments:
+        for frame_attr, time_attr in (("start_frame", "start_s"), ("end_frame", "end_s")):
+            t = pts.get(getattr(seg, frame_attr))
+            if t is not None and abs(t - getattr(seg, time_attr)) > 5e-4:
+                setattr(seg, time_attr, t)
 
 
 def _short(name: str, width: int = 28) -> str:
