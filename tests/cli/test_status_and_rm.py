@@ -32,7 +32,8 @@ def test_status_reports_videos_hours_failures_size_models_and_last_run(capsys, t
     assert s["hours"] == round((4.0 + 3.0 + 9.0) / 3600, 3)
     assert s["segments"] == len(segments_table(index))
     (failure,) = s["failures"]
-    assert set(failure) == {"path", "error"} and failure["path"].endswith("notes.mp4") and "not a video" in failure["error"]
+    assert set(failure) == {"path", "error"} and failure["path"].endswith("notes.mp4")
+    assert "not a video" in failure["error"]
     assert [d["path"].rsplit("/", 1)[1] for d in s["damaged"]] == ["damaged.mp4"]
     assert s["bytes"] > 0 and s["models"]["encoder"] and s["last_run"].endswith("Z")
     text = cli(capsys, "ls", "--index", index)
