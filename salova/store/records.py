@@ -28,12 +28,18 @@ class ModelFingerprint:
     encoder: str = field(compare=False)  # HF hub id or local dir of the CLIP/SigLIP encoder
     checkpoint: str | None = field(compare=False)  # SALOVA checkpoint dir, None for zero-shot
     digest: str  # hash over everything that changes the stored vectors
+    # digests this same model had in older salova versions (an index recording one of them is this model's)
+    aliases: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
     def from_parts(cls, encoder: str, checkpoint: str | None = None, **details: object) -> ModelFingerprint:
         """Fingerprint whose digest covers `encoder`, `checkpoint` and any extra JSON-able `details`."""
         payload = json.dumps({"encoder": encoder, "checkpoint": checkpoint, **details}, sort_keys=True, default=str)
         return cls(encoder, checkpoint, hashlib.sha256(payload.encode()).hexdigest()[:32])
+
+    def matches(self, stored: ModelFingerprint) -> bool:
+        """Whether an index recording ``stored`` was built by this model."""
+        return stored.digest == self.digest or stored.digest in self.aliases
 
     def describe(self) -> str:
         if self.checkpoint:

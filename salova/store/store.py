@@ -177,7 +177,7 @@ class IndexStore:
         self._search.clear()
 
     def _check_fingerprint(self, fingerprint: ModelFingerprint | None) -> None:
-        if fingerprint is not None and fingerprint != self.fingerprint:
+        if fingerprint is not None and not fingerprint.matches(self.fingerprint):
             raise FingerprintMismatchError(
                 f"index at {self.root} was built with {self.fingerprint.describe()}, not "
                 f"{fingerprint.describe()}; use --index OTHER_DIR, or rebuild: delete the index and run "
