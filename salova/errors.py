@@ -60,3 +60,7 @@ class TrainingDataError(SalovaError):
 
 class AnswererError(SalovaError):
     """An answerer (a VLM, a text LM, a chat server) could not load or answer."""
+
+
+class NonFiniteLogitsError(SalovaError):
+    """A model produced NaN or infinite logits (overflow in a low-precision dtype, or broken weights)."""

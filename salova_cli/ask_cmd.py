@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from salova.errors import UsageError
-from salova_cli.common import DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
+from salova_cli.common import CHANNELS_HELP, DEVICE_HELP, INDEX_HELP, index_dir, print_json, show_progress
 
 MODEL_HELP = "SALOVA checkpoint (default: the one the index was built with; none: zero-shot)."
 
@@ -37,6 +37,7 @@ def ask(
     no_answer: bool = typer.Option(False, "--no-answer", help="Moments only; do not run the LLM."),
     questions: Path | None = typer.Option(None, "--questions", help="Batch: JSONL of {video, question} "
                                           "(or, with VIDEO, one question per line). Writes JSONL."),
+    channels: str | None = typer.Option(None, "--channels", help=CHANNELS_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> int:
@@ -62,7 +63,7 @@ def ask(
     try:
         session = Session(index_dir(index), model=model, encoder=encoder, device=device, top_k=top_k,
                           answer=not no_answer, max_new_tokens=max_new_tokens, progress=progress,
-                          answerer=loaded, max_frames=max_frames)
+                          answerer=loaded, max_frames=max_frames, channels=channels)
         with session:
             return _ask(session, video, question, questions, plot, html, export, as_json)
     finally:
@@ -87,6 +88,7 @@ def _load_answerer(spec: str, model: str | None, device: str, verbose: bool):
 
 def _ask(session, video, question, questions, plot, html, export, as_json) -> int:
     from salova.retrieval import ask_many, hms, plot_relevance, read_questions
+    from salova.retrieval.channels import quote
     from salova.retrieval.report import export_moments, write_report
 
     if questions is not None:
@@ -115,7 +117,9 @@ def _ask(session, video, question, questions, plot, html, export, as_json) -> in
         typer.echo(f"note: {result.note}", err=True)
     typer.echo(f"{Path(result.video).name}: {result.question}")
     for m in result.moments:
-        typer.echo(f"  #{m.rank}  {hms(m.start_s)}-{hms(m.end_s)}  at {hms(m.at_s)}  score {m.score:.3f}")
+        said = f'  "{quote(m.transcript)}"' if m.transcript else ""
+        typer.echo(f"  #{m.rank}  {hms(m.start_s)}-{hms(m.end_s)}  at {hms(m.at_s)}  score {m.score:.3f}"
+                   f"{'  [speech]' if m.channel == 'speech' else ''}{said}")
     if result.answer is not None:
         typer.echo(f"\n{result.answer}")
         typer.echo(f"(answered by {result.answerer})", err=True)
@@ -132,25 +136,31 @@ def search(
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     encoder: str | None = typer.Option(None, "--encoder", help="CLIP/SigLIP encoder for zero-shot use."),
     limit: int = typer.Option(10, "--limit", "-n", help="Moments to print."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="Scan every segment (a library over 200,000 "
+                                    "segments is otherwise searched approximately)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    channels: str | None = typer.Option(None, "--channels", help=CHANNELS_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> int:
     """Search every indexed video for the moments that match a description."""
     from salova.retrieval import Session, hms
+    from salova.retrieval.channels import quote
     from salova.store.layout import DB_FILE
 
     root = index_dir(index)
     if not (root / DB_FILE).is_file():
         raise UsageError(f"no index at {root}; run `salova index PATH` first")
-    with Session(root, model=model, encoder=encoder, device=device, answer=False, progress=False) as session:
-        hits = session.search(query, limit)
+    with Session(root, model=model, encoder=encoder, device=device, answer=False, progress=False,
+                 channels=channels) as session:
+        hits = session.search(query, limit, exhaustive=exhaustive)
     if as_json:
         print_json({"query": query, "model": session.model_name, "mode": session.mode,
                     "hits": [h.__dict__ for h in hits]})
         return 0
     width = max((len(Path(h.video).name) for h in hits), default=0)
     for h in hits:
-        typer.echo(f"{Path(h.video).name:<{width}}  {hms(h.start_s)}-{hms(h.end_s)}  {h.score:.3f}")
+        said = f'  [speech] "{quote(h.transcript)}"' if h.channel == "speech" and h.transcript else ""
+        typer.echo(f"{Path(h.video).name:<{width}}  {hms(h.start_s)}-{hms(h.end_s)}  {h.score:.3f}{said}")
     if not hits:
         typer.echo("no matches", err=True)
     return 0

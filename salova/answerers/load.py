@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import salova.models  # noqa: F401  (sets up the environment transformers' loaders run in)
 from salova.answerers.base import Answerer
 from salova.errors import option_problem
 

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the SR-Router layer of the reference (DETR-style positions, no global token)
 
 
 @dataclass
@@ -134,21 +134,25 @@ class Salova(nn.Module):
     def score(
         self, routing: torch.Tensor, question: str | TextFeatures, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """SR-Router scores: the one place the router is called.
+        """SR-Router scores: the one place the router is called (indexing, asking, searching and training).
 
-        routing [n, d] (one video) or [b, n, d] (a padded batch of videos, ``mask`` [b, n] True = real segment)
-        and a question (text or its features, one question shared by the batch) -> scores [n] or [b, n].
+        routing [n, d] (one video) or [b, n, d] (a padded batch of videos, ``mask`` [b, n] True = a real segment);
+        question: a text, or text features of one question (shared by the batch) or of q questions about one
+        video. Returns [n] (one video, one question), [b, n] (b videos) or [q, n] (q questions).
         """
         text = self.encoder.encode_text([question]) if isinstance(question, str) else question
         single = routing.dim() == 2
-        routing = routing[None] if single else routing
-        b, dev = routing.shape[0], self.device
-        tokens = text.tokens.to(dev).expand(b, -1, -1)
+        routing = routing[None] if single else routing  # [b, n, d]
+        q, dev = text.tokens.shape[0], self.device
+        b = max(routing.shape[0], q)
+        routing = routing.to(dev, next(self.router.parameters()).dtype).expand(b, -1, -1)
+        tokens = text.tokens.to(dev).expand(b, -1, -1)  # [b, t, d_text]
         tmask = text.mask.to(dev).expand(b, -1)
-        query = text.sentence.to(dev).expand(b, -1) if text.sentence is not None else None
-        scores = self.router(routing.to(dev).float(), tokens, tmask, None if mask is None else mask.to(dev),
-                             text_query=query)
-        return scores[0] if single else scores
+        sentence = text.sentence.to(dev).expand(b, -1)
+        if mask is not None:
+            mask = mask.to(dev).expand(b, -1)
+        scores = self.router(routing, tokens, tmask, sentence, mask)
+        return scores[0] if single and q == 1 else scores
 
     def answer(
         self, question: str, routing: torch.Tensor, latents, scores: torch.Tensor,
@@ -234,8 +238,18 @@ class Salova(nn.Module):
             if not f.is_file():
                 raise CheckpointError(f"incomplete SALOVA checkpoint: {f} is missing")
         try:
-            config = SalovaConfig.from_dict(json.loads(cfg_file.read_text()))
+            raw = json.loads(cfg_file.read_text())
+            version = int(raw.get("format_version", 1)) if isinstance(raw, dict) else None
         except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"corrupt checkpoint config {cfg_file}: {exc}") from None
+        if version is not None and version < FORMAT_VERSION:
+            raise CheckpointError(
+                f"{root} is a format-{version} SALOVA checkpoint: its SR-Router weights do not fit this salova's "
+                f"router (format {FORMAT_VERSION}, the reference layer); retrain it with `salova train`"
+            )
+        try:
+            config = SalovaConfig.from_dict(raw)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"corrupt checkpoint config {cfg_file}: {exc}") from None
         if encoder is None and load_encoder:
             enc_src = root / "encoder" if (root / "encoder" / CONFIG_NAME).is_file() else config.encoder

@@ -22,23 +22,14 @@ from salova.errors import SalovaError, VideoOpenError
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
 from salova.pipeline.files import content_hash, full_hash, is_unchanged, settings_differ, settings_json
+from salova.pipeline.outcome import FileOutcome
+from salova.pipeline.overlap import EncodeWorker, FrameDedup
 from salova.runtime import Models
 from salova.store.records import SegmentData
 from salova.store.store import IndexStore
 from salova.video import SampledFrame, SceneCut, Segment, SegmentCutter, VideoScanner
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FileOutcome:
-    path: str
-    status: str  # indexed | updated | reindexed (same file, other settings) | unchanged | failed
-    segments: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    warning: str | None = None  # indexed, but not all of it: e.g. decoding stopped early (truncated/corrupt file)
-    moved_from: str | None = None  # status "moved": the path the entry had
 
 
 @dataclass
@@ -50,6 +41,10 @@ class EncodeSettings:
     batch_size: int = 16  # frames per encoder batch
     backend: str = "auto"  # decoder: auto, opencv, pyav, decord
     verify: bool = False  # unchanged means the same whole-file hash, not size + mtime / sampled hash
+    overlap: bool = True  # encode on a second thread while the next frames decode (same result either way)
+    # a 1-FPS frame whose 64-px grey thumbnail differs from the last encoded one by less than this (mean abs,
+    # 0-255) reuses its features (static scenes); 0 encodes every frame
+    dedup_threshold: float = 1.0
 
 
 class Indexer:
@@ -60,6 +55,7 @@ class Indexer:
         self.store = store
         self.settings = settings
         self.shard = shard  # "i/N" recorded in videos.shard
+        self.frames_reused = 0  # 1-FPS frames that took a near-identical earlier frame's features
         fp = models.fingerprint()
         self.settings_json = settings_json(settings.fps, settings.max_segment_s, fp.encoder, fp.digest)
 
@@ -121,51 +117,66 @@ class Indexer:
         logger.info("failed: %s", error)  # the summary reports failures; -v shows them as they happen
         return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)
 
-    @torch.inference_mode()
     def scan(self, path: Path, frames_bar: tqdm | None = None, spill: LatentSpill | None = None):
-        """One decode pass -> (VideoInfo, ScanResult, [SegmentData]); latents go to ``spill`` (a checkpoint)."""
+        """One decode pass -> (VideoInfo, ScanResult, [SegmentData]); latents go to ``spill`` (a checkpoint).
+
+        The scanner (decode thread + detector) runs here; encoding and closing scenes run in ``_consume``,
+        on an ``EncodeWorker`` thread when ``settings.overlap``, in the same order either way.
+        """
         settings, models = self.settings, self.models
-        on_progress = frames_bar.update if frames_bar is not None else None
-        scanner = VideoScanner(path, sample_fps=settings.fps, backend=settings.backend, on_progress=on_progress)
+        scanner = VideoScanner(path, sample_fps=settings.fps, backend=settings.backend)
         info = scanner.info
         if frames_bar is not None:
+            scanner.on_progress = _progress(frames_bar, info.fps)
             frames_bar.reset(total=info.num_frames or None)
             frames_bar.set_description(_short(path.name))
         buffer = FrameBuffer(keep_patches=models.trained)
         cutter = SegmentCutter(info.fps, settings.max_segment_s)
-        pending: list[SampledFrame] = []
+        encode = FrameDedup(models.encoder.encode_frames, settings.dedup_threshold)
         segments: list[SegmentData] = []
 
-        def flush():
-            if pending:
-                buffer.add(pending, models.encoder.encode_frames(np.stack([f.rgb for f in pending])))
-                pending.clear()
-
-        def close(end: int, final: bool = False) -> None:
-            frames = buffer.take_before(end)
-            if final:
-                pairs, extend_to = cutter.finish(end, frames["index"])
+        def consume(item: tuple) -> None:
+            kind, value = item
+            if kind == "frames":
+                buffer.add(value, encode([f.rgb for f in value]))
+                return
+            frames = buffer.take_before(value)
+            if kind == "end":
+                pairs, extend_to = cutter.finish(value, frames["index"])
             else:
-                pairs, extend_to = cutter.close_scene(end, frames["index"]), None
+                pairs, extend_to = cutter.close_scene(value, frames["index"]), None
             segments.extend(self._segment(seg, frames, rows, buffer, spill) for seg, rows in pairs)
             buffer.release()
             if extend_to is not None:  # trailing frames without a sample extend the last segment
                 segments[-1].end_frame, segments[-1].end_s = extend_to, extend_to / info.fps
 
+        worker = EncodeWorker(consume) if settings.overlap else None
+        submit = worker.submit if worker is not None else _inline(consume)
+        pending: list[SampledFrame] = []
         try:
             for event in scanner:
                 if isinstance(event, SampledFrame):
                     pending.append(event)
                     if len(pending) >= settings.batch_size:
-                        flush()
+                        submit(("frames", pending))
+                        pending = []
                 elif isinstance(event, SceneCut):
-                    flush()
-                    close(event.frame_index)
-            flush()
+                    if pending:
+                        submit(("frames", pending))
+                        pending = []
+                    submit(("cut", event.frame_index))
+            if pending:
+                submit(("frames", pending))
             result = scanner.result
-            close(max(result.end_frame, cutter.scene_start + 1), final=True)
+            submit(("end", max(result.end_frame, cutter.scene_start + 1)))
+            if worker is not None:
+                worker.finish()
+                worker = None
         finally:
+            if worker is not None:
+                worker.stop()
             buffer.close()
+        self.frames_reused += encode.reused
         if not segments:
             raise VideoOpenError(f"{path.name}: no frames could be decoded")
         presentation_times(segments, result)
@@ -212,6 +223,32 @@ def presentation_times(segments: list[SegmentData], result) -> None:
             t = pts.get(getattr(seg, frame_attr))
             if t is not None and abs(t - getattr(seg, time_attr)) > 5e-4:
                 setattr(seg, time_attr, t)
+
+
+def _inline(consume):
+    """``consume`` under inference mode on the calling thread (``overlap=False``)."""
+
+    def submit(item: tuple) -> None:
+        with torch.inference_mode():
+            consume(item)
+
+    return submit
+
+
+def _progress(bar: tqdm, video_fps: float):
+    """``on_progress`` for the frames bar: frames, plus seconds of video per second of wall time."""
+    t0 = time.perf_counter()
+    done = 0
+
+    def update(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.update(n)
+        elapsed = time.perf_counter() - t0
+        if video_fps > 0 and elapsed > 0:
+            bar.set_postfix_str(f"{done / video_fps / elapsed:.1f} video-s/s", refresh=False)
+
+    return update
 
 
 def _short(name: str, width: int = 28) -> str:

@@ -107,7 +107,7 @@ def settings_json(fps: float, max_segment_s: float, encoder: str, model_digest: 
                        "model": model_digest}, sort_keys=True)
 
 
-def settings_differ(rec, settings: str) -> list[str]:
+def settings_differ(rec, settings: str, keys: tuple[str, ...] = SETTING_KEYS) -> list[str]:
     """The settings (of SETTING_KEYS) in which `rec` was made differently; none for rows from before salova
     recorded them (NULL: assumed the same, so an upgrade does not re-index a whole library)."""
     if rec is None or not rec.settings:
@@ -115,8 +115,8 @@ def settings_differ(rec, settings: str) -> list[str]:
     try:
         old, new = json.loads(rec.settings), json.loads(settings)
     except ValueError:
-        return list(SETTING_KEYS)
-    return [k for k in SETTING_KEYS if old.get(k) != new.get(k)]
+        return list(keys)
+    return [k for k in keys if old.get(k) != new.get(k)]
 
 
 def shard_from_env() -> tuple[int, int] | None:

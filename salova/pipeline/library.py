@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
-from salova.pipeline.encode import FileOutcome
 from salova.pipeline.files import content_hash, full_hash
+from salova.pipeline.outcome import FileOutcome
 from salova.store.store import IndexStore, VideoRecord
 
 

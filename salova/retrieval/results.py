@@ -11,8 +11,10 @@ class Moment:
     segment: int  # segment index in the video
     start_s: float
     end_s: float
-    at_s: float  # the best-matching 1-FPS frame inside the segment
+    at_s: float  # the best-matching 1-FPS frame (visual), or the first word of the matching speech (speech)
     score: float
+    channel: str = "visual"  # which channel found it: "visual" or "speech" (salova.retrieval.fusion)
+    transcript: str | None = None  # what is said in the segment (the matching line first), when speech is indexed
 
 
 @dataclass
@@ -20,7 +22,7 @@ class AskResult:
     video: str
     question: str
     model: str
-    mode: str  # "router" or "zero-shot"
+    mode: str  # "router" or "zero-shot", "+speech" when the speech channel took part
     answer: str | None
     note: str | None  # why there is no answer, or other caveats
     moments: list[Moment]
@@ -44,3 +46,5 @@ class SearchHit:
     start_s: float
     end_s: float
     score: float
+    channel: str = "visual"
+    transcript: str | None = None

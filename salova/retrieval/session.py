@@ -9,6 +9,7 @@ checkpoint's FocusFast LLM.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from salova.answerers import Answerer, build_request, cite, transcript_for
 from salova.errors import IndexStoreError, UsageError, option_problem
 from salova.pipeline.files import is_unchanged
 from salova.pipeline.run import IndexOptions, run_index
+from salova.retrieval.channels import fuse_hits, open_speech, parse_channels, score_segments, speech_moment
 from salova.retrieval.results import AskResult, Moment, SearchHit
 from salova.retrieval.scorers import Query, Scorer, best_frame_time, scorer_for
 from salova.runtime import Models, load_models, moved_model_error
@@ -43,6 +45,7 @@ class Session:
         index_options: dict | None = None,
         answerer: Answerer | None = None,
         max_frames: int = 16,
+        channels: str | Sequence[str] | None = None,
     ):
         if top_k < 1:
             raise option_problem("top_k", f"must be >= 1, got {top_k}")
@@ -54,6 +57,7 @@ class Session:
         self.top_k, self.want_answer, self.max_new_tokens = top_k, answer, max_new_tokens
         self.answerer, self.max_frames = answerer, max_frames  # the caller loads and closes the answerer
         self.progress = progress
+        self.channels = parse_channels(channels)  # visual, speech (the speech channel when the index has speech)
         self.index_options = index_options or {}
         t0 = time.perf_counter()
         if model is None and encoder is None:
@@ -63,6 +67,7 @@ class Session:
         self.scorer: Scorer = scorer_for(self.models)
         self.load_s = time.perf_counter() - t0
         self._store: IndexStore | None = None  # one reader snapshot, reused across questions
+        self._speech = None  # the speech channel, opened on first use (salova.speech.channel)
 
     # ------------------------------------------------------------------ lifecycle
     def _reader(self) -> IndexStore:
@@ -70,7 +75,19 @@ class Session:
             self._store = IndexStore.open(self.index_dir, fingerprint=self.models.fingerprint())
         return self._store
 
+    def _speech_channel(self):
+        """The speech channel when it is asked for and the index holds speech, else None."""
+        if "speech" not in self.channels:
+            return None
+        if self._speech is None:
+            self._speech = open_speech(self.index_dir, self.models.device.type) or False
+        return self._speech or None
+
     def close(self) -> None:
+        if self._speech:
+            self._speech.invalidate()  # rows are re-read after an index change
+        elif self._speech is False:
+            self._speech = None  # look again: indexing may have added speech
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -105,7 +122,8 @@ class Session:
 
     @property
     def mode(self) -> str:
-        return self.scorer.mode
+        modes = [self.scorer.mode] if "visual" in self.channels else []
+        return "+".join(modes + (["speech"] if self._speech_channel() else []))
 
     def encode_query(self, text: str) -> Query:
         features = self.models.encoder.encode_text([text])
@@ -136,16 +154,21 @@ class Session:
         segs = store.segments(rec.id)
         frames = store.load_frames(rec.id)
         query = self.encode_query(question)
-        scores = self.scorer.score_videos(store, [rec.id], query).get(rec.id)
-        if scores is None:
-            raise IndexStoreError(f"{path.name}: the index holds nothing to score for this video; re-index it")
+        visual = self.scorer.score_videos(store, [rec.id], query).get(rec.id) if "visual" in self.channels else None
+        speech = self._speech_channel()
+        spoken = speech.segment_scores(rec.id, len(segs), question) if speech else None
+        if visual is None and spoken is None:
+            raise IndexStoreError(f"{path.name}: the index holds nothing to score for this video "
+                                  f"({'+'.join(self.channels)}); re-index it")
+        scores, channel = score_segments(visual, spoken)
         k = min(self.top_k, len(segs))
         best = np.argsort(-scores, kind="stable")[:k]
         moments = []
         for rank, i in enumerate(best, start=1):
             times, fj = frames[i]
             at = best_frame_time(times, fj, query, segs[i].start_s)
-            moments.append(Moment(rank, int(i), segs[i].start_s, segs[i].end_s, at, float(scores[i])))
+            m = Moment(rank, int(i), segs[i].start_s, segs[i].end_s, at, float(scores[i]), channel[i])
+            moments.append(speech_moment(m, speech, rec.id, question) if speech else m)
         moments.sort(key=lambda m: m.start_s)
         timings["retrieve_s"] = round(time.perf_counter() - t0, 3)
 
@@ -169,7 +192,9 @@ class Session:
             timings["answer_s"] = round(time.perf_counter() - t0, 3)
             result.answerer = "focusfast"
             result.answer_moments = [{"rank": m.rank, "segment": m.segment, "start_s": m.start_s, "end_s": m.end_s,
-                                      "at_s": m.at_s, "frame_times": [], "transcript": []} for m in moments]
+                                      "at_s": m.at_s, "frame_times": [], "transcript": [
+                                          line.__dict__ for line in transcript_for(speech, rec.id, m.start_s, m.end_s)
+                                      ]} for m in moments]
         result.answer, result.note = answer, note
         return result
 
@@ -180,7 +205,8 @@ class Session:
         with tqdm(total=2, desc=f"answering ({self.answerer.kind})", unit="step", disable=not self.progress,
                   leave=False) as bar:
             t0 = time.perf_counter()
-            transcripts = {m.rank: transcript_for(store, rec.id, m.start_s, m.end_s) for m in result.moments}
+            lines = self._speech_channel() or store  # the speech channel holds the transcript
+            transcripts = {m.rank: transcript_for(lines, rec.id, m.start_s, m.end_s) for m in result.moments}
             request = build_request(
                 Path(result.video), result.question, result.moments, segment_times, max_frames=self.max_frames,
                 with_frames=self.answerer.reads_frames, transcripts=transcripts, duration_s=rec.duration_s,
@@ -222,12 +248,13 @@ class Session:
             raise UsageError(summary.failures[0]["error"])
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+    def search(self, query: str, limit: int = 10, exhaustive: bool = False) -> list[SearchHit]:
         """The ``limit`` best moments across the library.
 
         FAISS finds candidate segments by joint-space similarity. Without a checkpoint they are the answer;
         with one, the router re-scores every segment of the ``limit`` best candidate videos (a segment is
-        scored in the context of its whole video) and the best of those are returned.
+        scored in the context of its whole video) and the best of those are returned. ``exhaustive`` scans
+        every segment even where a large library's index is approximate.
         """
         query = (query or "").strip()
         if not query:
@@ -236,17 +263,25 @@ class Session:
             raise option_problem("limit", f"must be >= 1, got {limit}")
         q = self.encode_query(query)
         store = self._reader()
-        candidates = store.search_joint(q.joint, k=max(4 * limit, 32))  # [(video_id, segment, score)]
-        if self.models.trained:
-            vids = list(dict.fromkeys(v for v, _, _ in candidates))[:limit]
-            scored = self.scorer.score_videos(store, vids, q)
-            hits = [(v, i, float(s)) for v, scores in scored.items() for i, s in enumerate(scores)]
-        else:
-            hits = candidates
-        hits = sorted(hits, key=lambda h: -h[2])[:limit]
+        hits = []
+        if "visual" in self.channels:
+            # [(video_id, segment, score)]
+            candidates = store.search_joint(q.joint, k=max(4 * limit, 32), exhaustive=exhaustive)
+            if self.models.trained:
+                vids = list(dict.fromkeys(v for v, _, _ in candidates))[:limit]
+                scored = self.scorer.score_videos(store, vids, q)
+                hits = [(v, i, float(s)) for v, scores in scored.items() for i, s in enumerate(scores)]
+            else:
+                hits = candidates
+            hits = sorted(hits, key=lambda h: -h[2])[: max(4 * limit, 32)]
+        speech = self._speech_channel()
+        fused = fuse_hits(hits, speech.search(query, max(4 * limit, 32)) if speech else [])[:limit]
         paths = {v.id: v.path for v in store.videos()}
         out = []
-        for vid, idx, score in hits:
+        for vid, idx, score, channel in fused:
             seg = store.segments(vid)[idx]
-            out.append(SearchHit(paths.get(vid, "?"), int(idx), seg.start_s, seg.end_s, float(score)))
+            hit = SearchHit(paths.get(vid, "?"), int(idx), seg.start_s, seg.end_s, float(score), channel)
+            if speech:
+                hit.transcript = " ".join(t for _, _, t in speech.transcript(vid, seg.start_s, seg.end_s)) or None
+            out.append(hit)
         return out

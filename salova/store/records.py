@@ -21,6 +21,13 @@ def default_index_dir() -> Path:
     return platformdirs.user_data_path("salova") / "index"
 
 
+def model_location(name_or_path: str | os.PathLike) -> str:
+    """How an index records a model: a local folder as an absolute path (valid from any directory), a hub id
+    as given."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else str(name_or_path)
+
+
 @dataclass(frozen=True)
 class ModelFingerprint:
     """What produced an index's vectors. Two fingerprints are equal exactly when their digests are."""

@@ -303,10 +303,12 @@ class IndexStore:
                    "end_frame": s.end_frame, "frame_count": s.frame_count}  # fmt: skip
         return VideoRows(rec, columns, rows, snap.dims())
 
-    def search_joint(self, query: np.ndarray, k: int) -> list[Hit]:
-        """Top-k segments of the library by cosine to `query` [d_joint]: (video_id, seg_idx, score), best first."""
+    def search_joint(self, query: np.ndarray, k: int, exhaustive: bool = False) -> list[Hit]:
+        """Top-k segments of the library by cosine to `query` [d_joint]: (video_id, seg_idx, score), best first.
+
+        ``exhaustive``: scan every segment even where the index is approximate (a large library)."""
         q = l2_normalise(np.asarray(query, dtype=np.float32).reshape(1, -1))
-        return self._search.search(self._snap, "joint", q, k)
+        return self._search.search(self._snap, "joint", q, k, exhaustive=exhaustive)
 
     def search_routing(self, query: np.ndarray, k: int) -> list[Hit]:
         """Top-k segments by inner product of `query` [d_route] with the routing tokens, best first."""

@@ -89,13 +89,13 @@ class VideoWriter:
     ``quality`` are the codec options (default ``crf 18``; ``{"qp": "0"}`` is lossless, so frames decode to
     the same pixels on every run). ``vfr`` gives a 1/90000 time base so irregular frame times survive muxing.
     ``rotation`` is display-matrix metadata only; ``faststart`` puts an MP4's index first; ``audio`` adds an AAC
-    track for ``add_tone``.
+    track for ``add_tone`` / ``add_audio`` at ``audio_rate`` Hz.
     """
 
     def __init__(
         self, path: str | os.PathLike, fps: float, size: tuple[int, int], *, codec: str = "libx264",
         quality: dict[str, str] | None = None, pix_fmt: str = "yuv420p", rotation: int = 0, faststart: bool = False,
-        vfr: bool = False, audio: bool = False,
+        vfr: bool = False, audio: bool = False, audio_rate: int = 44100,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,7 @@ class VideoWriter:
             self.stream.set_display_rotation(rotation)
         self.audio = None
         if audio:  # streams must all exist before the first frame is muxed
-            self.audio = self._out.add_stream("aac", rate=44100)
+            self.audio = self._out.add_stream("aac", rate=audio_rate)
             self.audio.layout = "mono"
 
     def write(self, image: np.ndarray, time_s: float | None = None, format: str = "rgb24") -> None:
@@ -132,6 +132,12 @@ class VideoWriter:
         """``seconds`` of a 440 Hz tone on the audio track (``audio=True``; call after the last frame)."""
         self._flush()
         _write_tone(self._out, self.audio, seconds)
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Mono samples [n] float32 in [-1, 1] at ``audio_rate`` on the audio track (``audio=True``; call after
+        the last frame), e.g. speech from ``espeak-ng -w``."""
+        self._flush()
+        _write_pcm(self._out, self.audio, np.asarray(samples, np.float32))
 
     def _flush(self) -> None:
         if self.stream is not None:
@@ -161,6 +167,8 @@ def make_video(
     frame_times: Sequence[float] | None = None,
     faststart: bool = False,
     pix_fmt: str = "yuv420p",
+    audio: np.ndarray | None = None,
+    audio_rate: int = 44100,
 ) -> MadeVideo:
     """Write a video made of ``segments`` (duration in seconds, look) and return its ground truth.
 
@@ -168,7 +176,8 @@ def make_video(
     pixels are written unrotated. ``frame_times`` (seconds, one per frame, increasing) makes a
     variable-frame-rate file; frames still come from ``segments`` at ``fps``. ``faststart`` puts
     an MP4's index (moov) first, so a truncated copy still opens and decodes a prefix. ``pix_fmt``
-    e.g. ``"yuv420p10le"`` for 10-bit video.
+    e.g. ``"yuv420p10le"`` for 10-bit video. ``audio`` (mono float32 samples at ``audio_rate``, e.g.
+    speech placed at known times) is the sound track; ``with_audio`` alone gives a 440 Hz tone.
     """
     counts = [round(d * fps) for d, _ in segments]
     total = sum(counts)
@@ -176,22 +185,29 @@ def make_video(
         raise ValueError(f"frame_times has {len(frame_times)} entries, segments make {total} frames")
     cut_frames = list(np.cumsum(counts)[:-1].tolist()) if len(counts) > 1 else []
     with VideoWriter(path, fps, size, codec=codec, pix_fmt=pix_fmt, rotation=rotation, faststart=faststart,
-                     vfr=frame_times is not None, audio=with_audio) as writer:
+                     vfr=frame_times is not None, audio=with_audio or audio is not None,
+                     audio_rate=audio_rate) as writer:
         for seg, ((_, look), n) in enumerate(zip(segments, counts, strict=True)):
             for i in range(n):
                 t = frame_times[writer.frames] if frame_times is not None else None
                 writer.write(_render(look, i, i / fps, size, seed=seg), time_s=t)
-        if with_audio:
+        if audio is not None:
+            writer.add_audio(audio)
+        elif with_audio:
             writer.add_tone(total / fps)
     return MadeVideo(path=writer.path, fps=float(writer.rate), size=size, num_frames=total, cut_frames=cut_frames)
 
 
 def _write_tone(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float) -> None:
     """Mux ``seconds`` of a 440 Hz tone into ``audio``."""
-    sr, chunk = 44100, 1024
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    pcm = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sr = audio.rate
+    t = np.arange(int(seconds * sr)) / sr
+    _write_pcm(out, audio, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+
+
+def _write_pcm(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, pcm: np.ndarray) -> None:
+    """Mux mono float32 samples [n] at the stream's rate into ``audio``."""
+    sr, chunk, n = audio.rate, 1024, len(pcm)
     for start in range(0, n, chunk):
         block = pcm[start : start + chunk]
         frame = av.AudioFrame.from_ndarray(block[None, :], format="flt", layout="mono")

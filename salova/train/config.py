@@ -70,8 +70,8 @@ class TrainConfig:
     init: str | None = option(None, "SALOVA checkpoint to start from (stage N+1 starts from stage N's output).")
     encoder: str = option(DEFAULT_ENCODER, "Fresh model only (no checkpoint to start from): CLIP/SigLIP hub id or "
                                            "directory.")
-    llm: str | None = option(DEFAULT_LLM, "Fresh model only: causal LM hub id or directory; none: retrieval-only "
-                                          "training.")
+    llm: str | None = option(DEFAULT_LLM, "Fresh model only: causal LM hub id, directory or .gguf file; none: "
+                                          "retrieval-only training.")
     model_overrides: dict = option({}, "Fresh model only: part sizes, {connector: {...}, router: {...}}.")
     # ---- what trains, and how fast
     train_parts: list[Literal[PARTS]] = option(
@@ -106,9 +106,15 @@ class TrainConfig:
     sim_margin: float = option(0.2, "Margin of the similarity loss.")
     v2t_threshold: float = option(0.18, "A segment is relevant if its video-to-text score exceeds this.")
     t2t_threshold: float = option(0.8, "... or its text-to-text score exceeds this.")
-    max_positives: int = option(5, "At most this many positive segments per sample, the best by v2t.", ge=1)
+    max_positives: int = option(
+        5, "At most this many labelled segments go to the LLM as focus (the loss keeps every positive).", ge=1)
     router_query: Literal["question", "answer"] = option("question", "Text the router scores segments against.")
     in_batch_negatives: bool = option(False, "Also score each text against the other samples' segments.")
+    margin_term: bool = option(True, "Add Eq. 1's score margin term to the BCE (reference: stages 1.5 and 2).")
+    prompt: Literal["chat", "plain"] = option(
+        "chat", "LLM prompt: chat (template + question) or plain (visual tokens + answer; reference stages 1, 1.5).")
+    train_vision_encoder: bool | None = option(
+        None, "Train the vision encoder (true) or keep it frozen (false); unset: as train_parts says.")
     feature_cache: bool = option(False, "Keep frozen-encoder frame features in memory across epochs.")
     # ---- running
     deepspeed: str | None = option(
@@ -146,10 +152,13 @@ STAGE_PRESETS: dict[str, dict] = {
         # Stage-1 data are captioned single clips/images: the router learns caption <-> clip matching with
         # the other samples of the micro-batch as negatives (the reference's pre-training does the same).
         router_query="answer", in_batch_negatives=True,
+        margin_term=False, prompt="plain",  # reference: no margin term, the plain template (media + caption)
     ),
     "1.5": dict(
+        # Paper Sec. 4.2 keeps the vision encoder frozen here; its Table 5 and the reference script train it
+        # (train_vision_encoder=true). Descriptions as router queries come from the data (SceneWalk).
         train_parts=["connector", "router", "projector", "llm", "text_encoder"], lr=2e-5, encoder_lr=2e-6,
-        global_batch_size=8, micro_batch_size=1, max_token_drop=0.7, sim_loss_weight=1.0,
+        global_batch_size=8, micro_batch_size=1, max_token_drop=0.7, sim_loss_weight=1.0, prompt="plain",
     ),
     "2": dict(
         train_parts=list(PARTS), lr=2e-5, encoder_lr=2e-6, global_batch_size=64, micro_batch_size=1,
@@ -217,6 +226,9 @@ def resolve_config(
             problems.append((key, str(exc)))
     if problems:
         raise UsageError(problems=problems)
+    if cfg.train_vision_encoder is not None:
+        cfg.train_parts = [x for x in cfg.train_parts if x != "vision_encoder"] + (
+            ["vision_encoder"] if cfg.train_vision_encoder else [])
     return cfg.validate()
 
 

@@ -1,19 +1,31 @@
 """The training forward pass: frames -> encoder -> ST-Connector -> SR-Router (+ similarity loss) -> FocusFast LM.
 
 Per sample: encode the 1-FPS frames (no gradient while the vision tower is frozen), compress each segment
-with the connector (token drop active in train mode), score the segments against the router text with the
-router, and feed FocusFast tokens (focus segments' latents, every segment's routing token) plus the question
+with the connector (token drop active in train mode), score the segments against the router queries with the
+router, and feed FocusFast tokens (focus segments' latents, every segment's routing token) plus the prompt
 to the LLM, whose loss covers the answer tokens only. Total loss = LM loss + w * similarity loss.
 
-Focus segments in training (``focus``): "labels" takes the ground-truth positives first (ranked by router
-score) and fills up to K with the router's best other segments, like the reference code, which feeds the LLM
-the labelled segments; "router" uses the router's top-K only (pure end-to-end, as the paper describes).
+Router queries: a SceneWalk sample's descriptions (up to ``max_router_queries`` drawn at random, each with its
+own label row over the segments; the LM trains on the first drawn one's exchange, as the reference code does),
+or a one-question sample's question (``router_query="answer"``: its answer). The similarity loss of a sample
+covers its query x segment score matrix at once (BCE over every cell; margin pairs drawn from the whole
+matrix, as the reference's loss does), and only rows with known labels, or with other samples' segments as
+negatives (``in_batch_negatives``), take part.
 
-Notation: f frames, p tokens per frame, d encoder width, n segments, l latents, s LLM tokens.
+Focus segments in training (``focus``): "labels" takes the LM query's positives first (at most
+``max_positives``, ranked by router score) and fills up to K with the router's best other segments, like the
+reference code, which feeds the LLM the labelled segments; "router" uses the router's top-K only (pure
+end-to-end, as the paper describes).
+
+Prompt (``prompt``): "chat" puts the visual tokens and the question in the LLM's chat template; "plain" is the
+reference's stage 1 / 1.5 format: [BOS] visual tokens, then the answer and a newline, no question.
+
+Notation: f frames, p tokens per frame, d encoder width, n segments, l latents, q router queries, s LLM tokens.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -26,6 +38,10 @@ from salova.train.data import Example
 
 ENCODE_CHUNK = 32  # frames per encoder call
 CONNECTOR_CHUNK = 16  # segments per connector call (bounds the padded [b, f, p, d] tensor)
+MAX_ROUTER_QUERIES = 16  # SceneWalk descriptions per sample and step (reference: max_clip_num 16)
+PROMPTS = ("chat", "plain")
+
+logger = logging.getLogger(__name__)
 
 
 class SalovaForTraining(nn.Module):
@@ -33,17 +49,23 @@ class SalovaForTraining(nn.Module):
 
     def __init__(
         self, model: Salova, *, train_vision: bool = False, train_text: bool = False, train_llm: bool = False,
-        top_k: int = 5, focus: str = "labels", router_query: str = "question", in_batch_negatives: bool = False,
-        sim_loss_weight: float = 1.0, sim_margin: float = 0.2, max_length: int = 8192, feature_cache: bool = False,
+        top_k: int = 5, focus: str = "labels", max_positives: int = 5, router_query: str = "question",
+        in_batch_negatives: bool = False, sim_loss_weight: float = 1.0, sim_margin: float = 0.2,
+        margin_term: bool = True, prompt: str = "chat", max_length: int = 8192, feature_cache: bool = False,
+        max_router_queries: int = MAX_ROUTER_QUERIES,
     ):
         super().__init__()
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
         self.salova = model
         self.train_vision, self.train_text, self.train_llm = train_vision, train_text, train_llm
-        self.top_k, self.focus, self.router_query = top_k, focus, router_query
+        self.top_k, self.focus, self.max_positives, self.router_query = top_k, focus, max_positives, router_query
         self.in_batch_negatives = in_batch_negatives
-        self.sim_loss_weight, self.sim_margin, self.max_length = sim_loss_weight, sim_margin, max_length
-        # id -> (patches [f, p, d], cls [f, d], segment_of_frame [f], labels, n); only with a frozen vision tower.
+        self.sim_loss_weight, self.sim_margin, self.margin_term = sim_loss_weight, sim_margin, margin_term
+        self.prompt, self.max_length, self.max_router_queries = prompt, max_length, max_router_queries
+        # id -> (patches [f, p, d], cls [f, d], segment_of_frame [f], n); only with a frozen vision tower.
         self.cache: dict[str, tuple] | None = {} if feature_cache and not train_vision else None
+        self._warned_unlabelled = False
 
     def train(self, mode: bool = True):
         """Frozen towers stay in eval mode (no dropout) while the trained parts train."""
@@ -60,12 +82,12 @@ class SalovaForTraining(nn.Module):
         return self
 
     # ------------------------------------------------------------------ parts
-    def encode(self, ex: Example) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list | None, int]:
-        """Frame features of one sample: patches [f, p, d], cls [f, d], segment_of_frame [f], labels, n."""
-        dev = self.salova.router.logit_scale.device
+    def encode(self, ex: Example) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Frame features of one sample: patches [f, p, d], cls [f, d], segment_of_frame [f], n segments."""
+        dev = self.salova.device
         if self.cache is not None and ex.id in self.cache:
-            patches, cls, seg, labels, n = self.cache[ex.id]
-            return patches.to(dev), cls.to(dev), seg.to(dev), labels, n
+            patches, cls, seg, n = self.cache[ex.id]
+            return patches.to(dev), cls.to(dev), seg.to(dev), n
         enc = self.salova.encoder
         with torch.set_grad_enabled(self.train_vision and torch.is_grad_enabled()):
             outs = [enc.encode_frames(chunk) for chunk in ex.frames.split(ENCODE_CHUNK)]
@@ -73,8 +95,8 @@ class SalovaForTraining(nn.Module):
         cls = torch.cat([o.cls for o in outs])  # [f, d]
         seg = ex.segment_of_frame.to(dev)
         if self.cache is not None:
-            self.cache[ex.id] = (patches.detach().cpu(), cls.detach().cpu(), seg.cpu(), ex.labels, ex.num_segments)
-        return patches, cls, seg, ex.labels, ex.num_segments
+            self.cache[ex.id] = (patches.detach().cpu(), cls.detach().cpu(), seg.cpu(), ex.num_segments)
+        return patches, cls, seg, ex.num_segments
 
     def compress(self, patches: torch.Tensor, cls: torch.Tensor, seg: torch.Tensor, n: int):
         """Connector over every segment: routing [n, d], latents [n, l, d].
@@ -97,61 +119,93 @@ class SalovaForTraining(nn.Module):
             padded[rows, cols] = patches[sel]
             cls_pad[rows, cols] = cls[sel]
             mask[rows, cols] = True
-            r, lat = self.salova.connector(padded, mask, cls_pad)
+            r, lat = self.salova.compress(padded, cls_pad, mask)
             routing.append(r)
             latents.append(lat)
         return torch.cat(routing), torch.cat(latents)  # [n, d], [n, l, d]
 
-    def text_features(self, text: str):
+    def text_features(self, texts: list[str]):
         with torch.set_grad_enabled(self.train_text and torch.is_grad_enabled()):
-            return self.salova.encoder.encode_text([text])
+            return self.salova.encoder.encode_text(texts)
+
+    def plan(self, ex: Example) -> tuple[list[str], list, tuple[str, str]]:
+        """This step's router texts, their label rows, and the (question, answer) the LM trains on."""
+        if ex.queries:
+            drawn = torch.randperm(len(ex.queries))[: self.max_router_queries].tolist()
+            return [ex.queries[j] for j in drawn], [ex.labels[j] for j in drawn], ex.pairs[drawn[0]]
+        question, answer = ex.pairs[0]
+        return [answer if self.router_query == "answer" else question], [ex.labels[0]], (question, answer)
 
     def choose_focus(self, scores: torch.Tensor, labels: list | None) -> torch.Tensor:
-        """Focus segment indices [<=k], time order. scores [n] are this sample's router scores."""
+        """Focus segment indices [<=k], time order. scores [n] are the LM query's router scores."""
         k = min(self.top_k, scores.shape[0])
         order = scores.detach().argsort(descending=True).tolist()
         if self.focus == "labels" and labels is not None:
-            order = [i for i in order if labels[i]] + [i for i in order if not labels[i]]
+            positives = [i for i in order if labels[i]][: self.max_positives]
+            order = positives + [i for i in order if i not in positives]
         return torch.tensor(sorted(order[:k]), device=scores.device)
 
     def lm_loss(self, question: str, answer: str, latents, routing, focus) -> torch.Tensor | None:
         llm = self.salova.llm
         visual = visual_tokens(self.salova.projector, latents, routing, focus)  # [k*l + n, D]
-        embeds, labels = llm.build_inputs(question, visual, answer)  # [1, s, D], [1, s]
+        if self.prompt == "plain":
+            embeds, labels = self.plain_inputs(visual, answer)
+        else:
+            embeds, labels = llm.build_inputs(question, visual, answer)  # [1, s, D], [1, s]
         embeds, labels = embeds[:, : self.max_length], labels[:, : self.max_length]
         if not (labels[:, 1:] != -100).any():  # the answer was cut off entirely
             return None
         return llm(embeds, labels=labels).loss
 
+    def plain_inputs(self, visual: torch.Tensor, answer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference's ``plain`` template: [BOS] visual answer "\\n"; labels on the answer and newline only.
+
+        visual [v, D] -> inputs_embeds [1, s, D], labels [1, s].
+        """
+        llm = self.salova.llm
+        tok = llm.tokenizer
+        probe = tok("a")["input_ids"]
+        bos = probe[:1] if tok.bos_token_id is not None and probe[:1] == [tok.bos_token_id] else []
+        target = tok(answer + "\n", add_special_tokens=False)["input_ids"]
+        embed = llm.model.get_input_embeddings()
+        dev = llm.device
+        ids = lambda x: torch.tensor(x, dtype=torch.long, device=dev)  # noqa: E731
+        parts = [embed(ids(bos)), visual.to(dev, embed.weight.dtype), embed(ids(target))]
+        labels = [-100] * (len(bos) + visual.shape[0]) + target
+        return torch.cat(parts)[None], ids(labels)[None]
+
     # ------------------------------------------------------------------ forward
     def forward(self, batch: list[Example]) -> dict[str, torch.Tensor]:
         """batch: decoded samples of one micro-batch -> losses (``loss`` is the one to back-propagate)."""
         feats = [self.encode(ex) for ex in batch]
-        compressed = [self.compress(p, c, s, n) for p, c, s, _, n in feats]  # [(routing [n, d], latents)]
+        compressed = [self.compress(*f) for f in feats]  # [(routing [n, d], latents [n, l, d])]
         sizes = [r.shape[0] for r, _ in compressed]
-        all_routing = torch.cat([r for r, _ in compressed]) if self.in_batch_negatives else None
-        sims, lms = [], []
+        others = self.in_batch_negatives and len(batch) > 1
+        all_routing = torch.cat([r for r, _ in compressed]) if others else None
+        dev = self.salova.device
+        sims, lms, queries = [], [], 0
         for i, (ex, (routing, latents)) in enumerate(zip(batch, compressed, strict=True)):
-            labels = feats[i][3]
-            own = torch.tensor(labels if labels is not None else [True] * sizes[i], device=routing.device)
-            text = self.text_features(ex.answer if self.router_query == "answer" else ex.question)
-            group, group_labels, offset = routing, own, 0
-            if all_routing is not None and len(batch) > 1:
-                offset = sum(sizes[:i])
-                group = all_routing
-                group_labels = torch.zeros(all_routing.shape[0], dtype=torch.bool, device=routing.device)
-                group_labels[offset : offset + sizes[i]] = own
-            dev = self.salova.router.logit_scale.device
-            query = text.sentence.to(dev) if text.sentence is not None else None  # as Salova.score does
-            scores = self.salova.router(group[None], text.tokens.to(dev), text.mask.to(dev), text_query=query)
-            scores = scores[0].float()  # [N]
+            texts, rows, (question, answer) = self.plan(ex)
+            group, offset = (all_routing, sum(sizes[:i])) if others else (routing, 0)
+            # Label matrix [q, N]: each row's own segments, others' segments (if any) negatives.
+            target = torch.zeros(len(texts), group.shape[0], dtype=torch.bool, device=dev)
+            for r, row in enumerate(rows):
+                target[r, offset : offset + sizes[i]] = torch.tensor(row if row is not None else [True] * sizes[i])
             # Unknown labels (no scores in the data) teach the router nothing without other samples' negatives.
-            if labels is not None or not bool(group_labels.all()):
-                bce, margin = similarity_loss(scores, group_labels, self.sim_margin)
-                sims.append(bce + margin)
+            trains = torch.tensor([row is not None or others for row in rows], device=dev)  # [q]
+            text = self.text_features(texts)
+            scores = self.salova.score(group, text).float().reshape(len(texts), -1)  # [q, N]: every text x segment
+            if bool(trains.any()):
+                bce, margin = similarity_loss(scores[trains].flatten(), target[trains].flatten(), self.sim_margin)
+                sims.append(bce + margin if self.margin_term else bce)
+                queries += int(trains.sum())
+            elif not self._warned_unlabelled:
+                self._warned_unlabelled = True
+                logger.warning("sample %s has no router labels (no scores in the data) and no in-batch negatives: "
+                               "it trains the LM only; such samples give the router no similarity loss", ex.id)
             if self.salova.llm is not None:
-                focus = self.choose_focus(scores[offset : offset + sizes[i]], labels)
-                loss = self.lm_loss(ex.question, ex.answer, latents, routing, focus)
+                focus = self.choose_focus(scores[0, offset : offset + sizes[i]], rows[0])
+                loss = self.lm_loss(question, answer, latents, routing, focus)
                 if loss is not None:
                     lms.append(loss.float())
         zero = self._zero()
@@ -167,6 +221,7 @@ class SalovaForTraining(nn.Module):
             "loss": total,
             "lm_loss": lm.detach() if lm is not None else nan,
             "sim_loss": sim.detach() if sim is not None else nan,
+            "router_queries": torch.tensor(float(queries)),
         }
 
     def _zero(self) -> torch.Tensor:

@@ -59,6 +59,7 @@ class TrainResult:
     skipped: dict = field(default_factory=dict)  # reason -> count (reading + decoding)
     seconds: float = 0.0
     first_loss: float | None = None
+    router_queries: int = 0  # query texts that fed the similarity loss (over all steps and processes)
     last_loss: float | None = None
     interrupted: str | None = None  # "SIGINT"/"SIGTERM" when stopped by a signal (a checkpoint was saved)
     checkpoint: str | None = None  # latest resumable checkpoint
@@ -118,16 +119,17 @@ class TrainingRecipe:
         self._gradient_checkpointing()
         wrapper = SalovaForTraining(
             model, train_vision="vision_encoder" in self.trained, train_text="text_encoder" in self.trained,
-            train_llm="llm" in self.trained, top_k=cfg.top_k, focus=cfg.focus, router_query=cfg.router_query,
-            in_batch_negatives=cfg.in_batch_negatives, sim_loss_weight=cfg.sim_loss_weight,
-            sim_margin=cfg.sim_margin, max_length=cfg.max_length, feature_cache=cfg.feature_cache,
+            train_llm="llm" in self.trained, top_k=cfg.top_k, focus=cfg.focus, max_positives=cfg.max_positives,
+            router_query=cfg.router_query, in_batch_negatives=cfg.in_batch_negatives,
+            sim_loss_weight=cfg.sim_loss_weight, sim_margin=cfg.sim_margin, margin_term=cfg.margin_term,
+            prompt=cfg.prompt, max_length=cfg.max_length, feature_cache=cfg.feature_cache,
         )
         self.wrapper = wrapper
         enc = model.encoder
         fit = (enc.preprocess.size, enc.preprocess.crop)
         self.dataset = TrainingSet(
             self.samples, fps=cfg.fps, max_segment_s=cfg.max_segment_s, backend=cfg.decoder, fit=fit,
-            v2t_threshold=cfg.v2t_threshold, t2t_threshold=cfg.t2t_threshold, max_positives=cfg.max_positives,
+            v2t_threshold=cfg.v2t_threshold, t2t_threshold=cfg.t2t_threshold,
         )
         # Every process walks the same padded permutation: an epoch is a whole number of optimizer steps.
         self.steps_per_epoch = math.ceil(len(self.samples) / cfg.global_batch_size)
@@ -186,7 +188,7 @@ class TrainingRecipe:
                 raise option_problem("model_overrides", f"do not fit this model ({exc})") from None
             if over:
                 raise option_problem("model_overrides", f"can set only connector and router, got {sorted(over)}")
-            config.llm = cfg.llm
+            config.llm = llm.name if llm is not None else None  # a local path made absolute
             model = Salova(config, encoder=encoder, llm=llm)
         if model.encoder is None:
             raise CheckpointError("training needs the vision/text encoder of the checkpoint")
@@ -240,7 +242,7 @@ class TrainingRecipe:
             bar = tqdm(total=self.total_steps, initial=step, desc=f"stage {cfg.stage}", unit="step",
                        dynamic_ncols=True, mininterval=0.5 if tty else 30.0)
         t_start = time.perf_counter()
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, lm, sim, samples (this step, this rank)
+        sums = torch.zeros(5, dtype=torch.float64)  # loss, lm, sim, samples, router queries (this step, this rank)
         counts = torch.zeros(3, dtype=torch.float64)
         t_step = time.perf_counter()
         micro = 0
@@ -268,6 +270,7 @@ class TrainingRecipe:
                         sums[i] += v
                         counts[i] += 1
                 sums[3] += len(items)
+                sums[4] += float(out["router_queries"])
                 if micro == self.accum:  # an optimizer step happened
                     micro = 0
                     step += 1
@@ -275,6 +278,7 @@ class TrainingRecipe:
                     elapsed = time.perf_counter() - t_step
                     rate = stats["samples"] / max(elapsed, 1e-9)
                     result.samples_seen += int(stats["samples"])
+                    result.router_queries += int(stats["router_queries"])
                     result.last_loss = stats["loss"]
                     if result.first_loss is None:
                         result.first_loss = stats["loss"]
@@ -313,9 +317,10 @@ class TrainingRecipe:
             t = both.to(self.device, torch.float32)
             torch.distributed.all_reduce(t)
             both = t.double().cpu()
-        s, c = both[:4], both[4:]
+        s, c = both[:5], both[5:]
         mean = [float(s[i] / c[i]) if c[i] > 0 else math.nan for i in range(3)]
-        return {"loss": mean[0], "lm_loss": mean[1], "sim_loss": mean[2], "samples": float(s[3])}
+        return {"loss": mean[0], "lm_loss": mean[1], "sim_loss": mean[2], "samples": float(s[3]),
+                "router_queries": float(s[4])}
 
     def _stopping(self) -> bool:
         """Did any rank get SIGINT/SIGTERM? (Saving is collective, so all ranks must agree.)"""
@@ -341,7 +346,8 @@ class TrainingRecipe:
 
     def _log(self, step: int, epoch: int, stats: dict, lr: list, rate: float, elapsed: float) -> None:
         line = {"step": step, "epoch": epoch, "loss": stats["loss"], "lm_loss": stats["lm_loss"],
-                "sim_loss": stats["sim_loss"], "lr": lr, "samples_per_s": rate, "elapsed_s": elapsed}
+                "sim_loss": stats["sim_loss"], "router_queries": int(stats["router_queries"]), "lr": lr,
+                "samples_per_s": rate, "elapsed_s": elapsed}
         self.out.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a") as f:
             f.write(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)

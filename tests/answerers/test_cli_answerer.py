@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.cli.test_index_command import library
 from tests.cli_helpers import cli
-from tests.test_cli_index import library
 
 
 def test_focusfast_stays_the_default_with_a_trained_checkpoint(capsys, tmp_path, salova_dir, llama_dir):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-import tests.test_needle as needle_task
+import tests.train.test_needle_retrieval as needle_task
 from salova.models import Salova
 from salova.testing.videos import make_video
 from salova.tiny import make_tiny_salova

@@ -112,8 +112,8 @@ def test_router_search_hit_can_be_a_segment_faiss_did_not_return(capsys, monkeyp
     returned = []
     real = IndexStore.search_joint
 
-    def only_the_best(self, q, k):
-        hits = real(self, q, k)[:1]
+    def only_the_best(self, q, k, **options):
+        hits = real(self, q, k, **options)[:1]
         returned.extend(hits)
         return hits
 

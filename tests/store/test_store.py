@@ -687,7 +687,7 @@ def test_the_store_package_imports_no_other_part_of_salova():
     """salova.store sits below indexing, asking, training and the CLI: it may import only itself and errors."""
     allowed = ("salova.store", "salova.errors")
     found = []
-    for path in sorted((TESTS_DIR.parent / "salova" / "store").glob("*.py")):
+    for path in sorted((TESTS_DIR.parents[1] / "salova" / "store").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.level == 0:

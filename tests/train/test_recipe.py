@@ -1,4 +1,4 @@
-"""`salova train` (issue 5): presets, data readers, router labels, and real DeepSpeed ZeRO-2 runs on CPU.
+"""`salova train`: presets, data readers, router labels, and real DeepSpeed ZeRO-2 runs on CPU.
 
 Training runs use the tiny random models (tests/models_fixtures.py), real H.264 videos and PNG images, and
 DeepSpeed itself (no mocks). Each run is a few optimizer steps on a batch that repeats.
@@ -24,7 +24,15 @@ from salova.errors import TrainingDataError, UsageError
 from salova.models import Salova
 from salova.testing.videos import make_random_bytes, make_video
 from salova.train import STAGE_PRESETS, STAGES, TrainConfig, resolve_config, stage_preset, train
-from salova.train.data import Scene, assign_scenes, read_samples, router_labels, sample_frames
+from salova.train.data import (
+    Scene,
+    TrainingSet,
+    assign_scenes,
+    read_samples,
+    router_labels,
+    sample_frames,
+    sample_labels,
+)
 from salova.train.engine import cosine_with_warmup, deepspeed_config
 from tests.cli_helpers import ROOT, cli
 
@@ -128,6 +136,17 @@ def test_presets_are_the_papers_table_5():
         assert c.betas == [0.9, 0.999] and c.warmup_ratio == 0.03 and c.max_grad_norm == 1.0
         assert c.epochs == 1 and c.max_length == 8192 and c.precision == "auto"
         assert (c.v2t_threshold, c.t2t_threshold) == (0.18, 0.8)
+    # The reference: margin term from stage 1.5 on; LLaVA's plain template in stages 1 and 1.5.
+    assert (s1.margin_term, s15.margin_term, s2.margin_term) == (False, True, True)
+    assert (s1.prompt, s15.prompt, s2.prompt) == ("plain", "plain", "chat")
+
+
+def test_a_flag_chooses_whether_the_vision_encoder_trains_in_stage_1_5():
+    assert "vision_encoder" not in resolve_config("1.5", None, {"data": ["d"]}).train_parts  # paper Sec. 4.2
+    trained = resolve_config("1.5", None, {"data": ["d"], "train_vision_encoder": True})  # Table 5, reference
+    assert "vision_encoder" in trained.train_parts
+    frozen = resolve_config("2", None, {"data": ["d"], "train_vision_encoder": "false"})
+    assert "vision_encoder" not in frozen.train_parts and "llm" in frozen.train_parts
 
 
 def test_every_stage_has_a_shipped_recipe():
@@ -197,16 +216,75 @@ def test_cosine_schedule_with_warmup():
 
 
 # ---------------------------------------------------------------- data
-def test_router_labels_follow_the_paper_thresholds():
-    def s(v2t, t2t=None):
-        return Scene(0, 1, v2t=v2t, t2t=t2t)
+def test_router_labels_follow_the_paper_thresholds_and_keep_every_positive():
+    assert router_labels([0.3, 0.1, 0.1], [None, 0.9, 0.1]) == [True, True, False]  # v2t > .18 or t2t > .8
+    assert router_labels([0.1, 0.15, 0.05], None) == [False, True, False]  # none: the best v2t
+    many = [0.2 + i / 100 for i in range(8)]
+    assert router_labels(many, None) == [True] * 8  # every positive is a loss target: no cap
+    assert router_labels([None, None], None) is None  # no scores: unknown
+    assert router_labels([0.5, 0.5], None, v2t_threshold=0.6) == [True, False]
 
-    assert router_labels((s(0.3), s(0.1, 0.9), s(0.1, 0.1))) == [True, True, False]  # v2t > .18 or t2t > .8
-    assert router_labels((s(0.1), s(0.15), s(0.05))) == [False, True, False]  # none: the best v2t
-    many = tuple(s(0.2 + i / 100) for i in range(8))
-    assert router_labels(many, max_positives=5) == [False] * 3 + [True] * 5  # capped to the best by v2t
-    assert router_labels((Scene(0, 1), Scene(1, 2))) is None  # no scores: unknown
-    assert router_labels((s(0.5), s(0.5)), v2t_threshold=0.6) == [True, False]
+
+def scenewalk_descriptions(video="clip.mp4", **extra):
+    """A SceneWalk JSONL record as released: one human/gpt pair per scene, no scores."""
+    scenes = [{"start_frame": 20 * i, "end_frame": 20 * (i + 1), "start_time": 2.0 * i, "end_time": 2.0 * (i + 1)}
+              for i in range(3)]
+    conversations = []
+    for i, what in enumerate(["a red scene", "a noisy scene", "a blue scene"]):
+        conversations += conv(f"describe the scene from {2 * i} to {2 * i + 2} seconds", f"it is {what}")
+    return {"id": "walk", "video": video, "total_time": 6.0, "clip_num": 3, "scenes": scenes,
+            "conversations": conversations, **extra}
+
+
+def test_scenewalk_descriptions_are_router_queries_with_diagonal_labels(media, tmp_path):
+    data = tmp_path / "walk.jsonl"
+    data.write_text(json.dumps(scenewalk_descriptions(video=str(media / "clip.mp4"))) + "\n")
+    (sample,), _ = read_samples([data])
+    assert [q.text for q in sample.queries] == ["it is a red scene", "it is a noisy scene", "it is a blue scene"]
+    assert len(sample.pairs) == 3 and sample.question == "describe the scene from 0 to 2 seconds"
+    assert sample_labels(sample) == [[True, False, False], [False, True, False], [False, False, True]]
+    example = TrainingSet([sample], fit=(32, True)).decode(sample)
+    assert example.queries == [q.text for q in sample.queries] and example.num_segments == 3
+    # A description count that does not match the scenes is malformed, not silently truncated.
+    bad = scenewalk_descriptions(video=str(media / "clip.mp4"))
+    bad["conversations"] = bad["conversations"][:4]
+    bad["lb_sim"] = [[0.3, 0, 0], [0, 0.3, 0], [0, 0, 0.3]]
+    data.write_text(json.dumps(bad) + "\n" + json.dumps(scenewalk_descriptions(video=str(media / "clip.mp4"))))
+    samples, report = read_samples([data])
+    assert len(samples) == 1 and dict(report.skipped) == {"malformed": 1}
+
+
+def write_parquet(rows: list[dict], path: Path) -> Path:
+    import duckdb
+
+    staged = path.with_suffix(".json")
+    staged.write_text(json.dumps(rows))
+    duckdb.sql(f"COPY (SELECT * FROM read_json_auto('{staged}')) TO '{path}' (FORMAT parquet)")
+    return path
+
+
+def test_parquet_clip_rows_with_score_sequences_give_the_reference_labels(media, tmp_path):
+    v2t = [[0.30, 0.22, 0.05], [0.10, 0.15, 0.12], [0.01, 0.25, 0.90]]  # description x scene
+    t2t = [[1.00, 0.50, 0.84], [0.20, 0.95, 0.10], [0.10, 0.10, 1.00]]
+    rows = [
+        {"id": "vid", "url": "https://example.invalid/v",
+         "time_stamp": {"start_time": f"0:00:0{2 * i}.000", "end_time": f"0:00:0{2 * i + 2}.000",
+                        "start_frame": 20 * i, "end_frame": 20 * i + 20, "start_fps": 10, "end_fps": 10,
+                        "duration": 2},
+         "v2t_score": v2t[i], "t2t_score": t2t[i],
+         "conversations": conv(f"scene {i}?", f"description {i}")}
+        for i in (2, 0, 1)  # rows need not be in time order
+    ]
+    data = write_parquet(rows, tmp_path / "walk.parquet")
+    (tmp_path / "vid.mp4").symlink_to(media / "clip.mp4")  # no `video` column: the file is <id>.mp4
+    (sample,), _ = read_samples([data], video_root=tmp_path)
+    assert sample.media == tmp_path / "vid.mp4"
+    assert [q.text for q in sample.queries] == ["description 0", "description 1", "description 2"]
+    assert [s.start_s for s in sample.scenes] == [0.0, 2.0, 4.0]
+    # The reference's stage 1.5 rule: t2t > 0.83 or v2t > 0.21, row by row, every positive kept.
+    expected = [[t > 0.83 or v > 0.21 for v, t in zip(vr, tr, strict=True)] for vr, tr in zip(v2t, t2t, strict=True)]
+    assert sample_labels(sample, 0.21, 0.83) == expected == [[True, True, True], [False, True, False],
+                                                             [False, True, True]]
 
 
 def test_read_samples_skips_and_counts_bad_records(media, tmp_path):
@@ -291,6 +369,35 @@ def test_retrieval_only_training_without_an_llm(tmp_path, salova_retrieval_dir, 
     log = log_of(out)
     assert log[0]["lm_loss"] is None and log[-1]["sim_loss"] < log[0]["sim_loss"]
     assert Salova.from_pretrained(out).llm is None
+
+
+def test_stage_1_5_on_scenewalk_descriptions_trains_the_router_at_every_step(capsys, tmp_path, media, salova_dir):
+    data = tmp_path / "walk.jsonl"
+    data.write_text(json.dumps(scenewalk_descriptions(video=str(media / "clip.mp4"))) + "\n")
+    r = cli(capsys, "train", "--stage", "1.5", "--data", data, "--init", salova_dir, "-o", tmp_path / "o",
+            "--global-batch", 2, "--micro-batch", 1, "--max-steps", 3, "--num-workers", 0, "--json")
+    assert r.code == 0, r.err
+    summary = r.json()
+    assert summary["router_queries"] == 3 * 2 * 3  # every description, every sample, every step
+    log = log_of(tmp_path / "o")
+    assert [x["router_queries"] for x in log] == [6, 6, 6]
+    assert all(x["sim_loss"] is not None and x["lm_loss"] is not None for x in log)
+
+
+def test_plain_prompt_is_visual_tokens_then_the_answer(salova_dir):
+    from salova.train.forward import SalovaForTraining
+
+    model = Salova.from_pretrained(salova_dir)
+    wrap = SalovaForTraining(model, prompt="plain")
+    visual = torch.randn(7, model.llm.hidden_size)
+    embeds, labels = wrap.plain_inputs(visual, "a red scene")
+    tok = model.llm.tokenizer
+    target = tok("a red scene\n", add_special_tokens=False)["input_ids"]
+    starts_with_bos = tok("a")["input_ids"][:1] == [tok.bos_token_id]
+    n_bos = int(starts_with_bos)
+    assert embeds.shape[:2] == labels.shape == (1, n_bos + 7 + len(target))
+    assert labels[0, : n_bos + 7].eq(-100).all() and labels[0, n_bos + 7 :].tolist() == target
+    torch.testing.assert_close(embeds[0, n_bos : n_bos + 7], visual)
 
 
 def test_bad_samples_are_skipped_counted_and_reported(tmp_path, media, salova_dir, capsys):
@@ -392,7 +499,8 @@ TRAIN_FLAGS = {
     "--stage", "--data", "--output", "-o", "--video-root", "--image-root", "--init", "--encoder", "--llm", "--lr",
     "--llm-lr", "--encoder-lr", "--global-batch", "--micro-batch", "--epochs", "--max-steps", "--warmup-ratio",
     "--max-token-drop", "--max-length", "--top-k", "--sim-loss-weight", "--v2t-threshold", "--t2t-threshold",
-    "--focus", "--precision", "--deepspeed", "--save-every", "--resume", "--num-workers", "--seed",
+    "--focus", "--train-vision", "--freeze-vision", "--precision", "--deepspeed", "--save-every", "--resume",
+    "--num-workers", "--seed",
     "--config", "--set", "--print-config", "--json", "--quiet", "-q", "--local_rank", "--local-rank",
 }
 CLI_OWN = {"config", "set_", "print_config", "as_json", "quiet", "local_rank"}  # options that are not fields
@@ -458,6 +566,8 @@ def test_cli_options_are_the_config_fields(capsys):
             argv += [x for v in value for x in (train_cmd.flag_of(f.name), v)]
         else:
             argv += [train_cmd.flag_of(f.name), repr(value) if isinstance(value, float) else value]
+    if expected["train_vision_encoder"]:  # the flag adds the vision tower to the parts given
+        expected["train_parts"] = [p for p in expected["train_parts"] if p != "vision_encoder"] + ["vision_encoder"]
     r = cli(capsys, "train", *argv, "--print-config")
     assert r.code == 0, r.err
     assert json.loads(r.out) == expected

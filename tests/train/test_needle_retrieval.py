@@ -57,7 +57,7 @@ def train_needle_router(model: Salova, steps: int = 200, lr: float = 3e-3, seed:
         tokens = torch.nn.utils.rnn.pad_sequence([q.tokens[0] for q in questions], batch_first=True)
         tmask = torch.nn.utils.rnn.pad_sequence([q.mask[0] for q in questions], batch_first=True)
         query = torch.cat([q.sentence for q in questions])
-        scores = model.router(routing.view(b, SEGMENTS, -1), tokens, tmask, text_query=query)  # [b, n]
+        scores = model.router(routing.view(b, SEGMENTS, -1), tokens, tmask, query)  # [b, n]
         labels = torch.arange(SEGMENTS)[None] == torch.as_tensor(needles)[:, None]
         bce, margin = batch_similarity_loss(scores, labels, torch.ones_like(labels))
         loss = bce + margin

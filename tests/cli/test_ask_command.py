@@ -1,4 +1,4 @@
-"""`salova ask` and `salova search` end to end through the CLI (issue 4)."""
+"""`salova ask` and `salova search` end to end through the CLI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from tests.cli.test_index_command import FPS, library
 from tests.cli_helpers import cli
-from tests.test_cli_index import FPS, library
 
 MOMENT_KEYS = {"rank", "segment", "start_s", "end_s", "at_s", "score"}
 

@@ -1,4 +1,4 @@
-"""Reliability of `salova index` and `salova ask` (issue 6).
+"""Reliability of `salova index` and `salova ask`.
 
 - kill -9 at chosen moments (model load, decode, array append, DuckDB commit, cache save) and at random
   ones; after every kill the index opens, `salova ask` answers on the finished videos, and a re-run ends
