@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,10 +15,23 @@ from salova.defaults import CPU_ENCODER, DEFAULT_ENCODER
 from salova.errors import option_problem
 from salova.models.encoder import VisionTextEncoder
 from salova.models.salova import Salova
-from salova.store.records import ModelFingerprint
+from salova.store.records import ModelFingerprint, model_location
 
 logger = logging.getLogger(__name__)
 
+
+
+def local_or_id(name_or_path: str | Path) -> str:
+    """A local model folder as an absolute path (what the index records, valid from any directory); a hub id
+    as given."""
+    return model_location(name_or_path) if Path(name_or_path).expanduser().is_dir() else str(name_or_path)
+
+
+def moved_model_error(index_dir: Path, kind: str, path: str, field: str) -> Exception:
+    """The index names a local model folder that is gone: say how to point at its new place."""
+    return option_problem(field, f"needed: the index at {index_dir} was built with the {kind} at {path}, which is "
+                          "no longer there; if the folder moved, give its new place (the weights are checked, "
+                          "not the path)")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -52,19 +66,40 @@ class Models:
     checkpoint: str | None
     device: torch.device
     _fingerprint: ModelFingerprint | None = field(default=None, repr=False)
+    spelled: str | None = None  # the encoder as the user gave it (e.g. a relative path): older digests hashed it
 
     @property
     def trained(self) -> bool:
         return self.salova is not None
 
     def fingerprint(self) -> ModelFingerprint:
-        """Identity of what produces index vectors: encoder weights and checkpoint weights, not their paths."""
+        """Identity of what produces index vectors: encoder weights and checkpoint weights, not their paths.
+
+        The encoder's config carries the path it was loaded from (``_name_or_path``); the digest leaves it out,
+        so a moved model folder keeps its indexes. Indexes written before hashed it in as spelled at load time:
+        that digest is kept as an alias, so they still open when the model is given the same way.
+        """
         if self._fingerprint is None:
-            h = hashlib.sha256(self.encoder.fingerprint().encode())
-            if self.salova is not None:
-                h.update(self.salova.weights_digest().encode())
-            self._fingerprint = ModelFingerprint(self.encoder.name, self.checkpoint, h.hexdigest()[:32])
+            digest = self._digest("")
+            old = {self._digest(None)} | ({self._digest(self.spelled)} if self.spelled else set())
+            self._fingerprint = ModelFingerprint(self.encoder.name, self.checkpoint, digest,
+                                                 aliases=frozenset(old - {digest}))
         return self._fingerprint
+
+    def _digest(self, name_or_path: str | None) -> str:
+        """The digest with the encoder config's load path replaced by ``name_or_path`` (None: as loaded)."""
+        loaded = self.encoder._loaded_config
+        if name_or_path is not None:
+            config = json.loads(loaded)
+            config["_name_or_path"] = name_or_path
+            self.encoder._loaded_config = json.dumps(config, sort_keys=True, default=str)
+        try:
+            h = hashlib.sha256(self.encoder.fingerprint().encode())
+        finally:
+            self.encoder._loaded_config = loaded
+        if self.salova is not None:
+            h.update(self.salova.weights_digest().encode())
+        return h.hexdigest()[:32]
 
 
 def default_encoder(device: torch.device) -> tuple[str, str]:
@@ -88,14 +123,14 @@ def load_models(
     """
     dev = resolve_device(device)
     if model is not None:
-        enc = VisionTextEncoder.from_pretrained(encoder, device=dev) if encoder is not None else None
+        enc = VisionTextEncoder.from_pretrained(local_or_id(encoder), device=dev) if encoder is not None else None
         salova = Salova.from_pretrained(model, device=dev, encoder=enc, load_llm=load_llm, dtype=llm_dtype(dev))
         return Models(salova.encoder, salova, str(Path(model).expanduser().resolve()) if Path(model).exists()
-                      else str(model), dev)
+                      else str(model), dev, spelled=str(encoder) if encoder is not None else None)
     if encoder is None:
         encoder, why = default_encoder(dev)
         if note is not None:
             note(f"encoder: {encoder} ({why})")
-    enc = VisionTextEncoder.from_pretrained(encoder, device=dev)
+    enc = VisionTextEncoder.from_pretrained(local_or_id(encoder), device=dev)
     enc.try_bf16_frames()
-    return Models(enc, None, None, dev)
+    return Models(enc, None, None, dev, spelled=str(encoder))

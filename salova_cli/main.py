@@ -69,9 +69,12 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from salova_cli import ask_cmd, clip_cmd, eval_cmd, index_cmd, transcript_cmd
+    from salova_cli import ask_cmd, clip_cmd, eval_cmd, index_cmd, library_cmd, transcript_cmd
 
     app.command("index")(index_cmd.index)
+    app.command("status")(library_cmd.status)
+    app.command("ls", help="Alias of `salova status`.")(library_cmd.status)
+    app.command("rm")(library_cmd.rm)
     app.command("ask")(ask_cmd.ask)
     app.command("search")(ask_cmd.search)
     app.command("clip")(clip_cmd.clip)

@@ -8,6 +8,7 @@ released: memory does not grow with video length. The video's segments are commi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from salova.errors import SalovaError, VideoOpenError
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
-from salova.pipeline.files import content_hash, is_unchanged
+from salova.pipeline.files import content_hash, full_hash, is_unchanged, settings_differ, settings_json
 from salova.pipeline.outcome import FileOutcome
 from salova.pipeline.overlap import EncodeWorker, FrameDedup
 from salova.runtime import Models
@@ -39,6 +40,7 @@ class EncodeSettings:
     max_segment_s: float = 60.0  # longer scenes are split into equal parts no longer than this
     batch_size: int = 16  # frames per encoder batch
     backend: str = "auto"  # decoder: auto, opencv, pyav, decord
+    verify: bool = False  # unchanged means the same whole-file hash, not size + mtime / sampled hash
     overlap: bool = True  # encode on a second thread while the next frames decode (same result either way)
     # a 1-FPS frame whose 64-px grey thumbnail differs from the last encoded one by less than this (mean abs,
     # 0-255) reuses its features (static scenes); 0 encodes every frame
@@ -54,6 +56,8 @@ class Indexer:
         self.settings = settings
         self.shard = shard  # "i/N" recorded in videos.shard
         self.frames_reused = 0  # 1-FPS frames that took a near-identical earlier frame's features
+        fp = models.fingerprint()
+        self.settings_json = settings_json(settings.fps, settings.max_segment_s, fp.encoder, fp.digest)
 
     def index_file(self, path: Path, frames_bar: tqdm | None = None) -> FileOutcome:
         t0 = time.perf_counter()
@@ -61,8 +65,12 @@ class Indexer:
         old = self.store.get_video(spath)
         try:
             st = path.stat()
-            if is_unchanged(old, path, st):
+            same_file = is_unchanged(old, path, st, self.settings.verify)
+            changed_settings = settings_differ(old, self.settings_json) if same_file else []
+            if same_file and not changed_settings:
                 return FileOutcome(spath, "unchanged", old.num_segments, time.perf_counter() - t0)
+            if changed_settings:
+                logger.info("%s: re-indexing, made with other %s", path.name, ", ".join(changed_settings))
             chash = content_hash(path, st.st_size)
         except OSError as exc:
             return self._fail(spath, None, f"{path.name}: cannot read: {exc.strerror or exc}", t0)
@@ -85,11 +93,17 @@ class Indexer:
                 num_frames=result.end_frame,
                 segments=segments,
                 shard=self.shard,
+                warning=" ".join("; ".join(result.warnings).split()) or None,
+                gaps=json.dumps([list(g) for g in result.gaps]) if result.gaps else None,
+                settings=self.settings_json,
+                full_hash=full_hash(path),
             )
         finally:
             if spill is not None:
                 spill.close()
         status = "updated" if old is not None and old.status == "indexed" else "indexed"
+        if same_file:
+            status = "reindexed"
         warning = " ".join("; ".join(result.warnings).split()) or None  # one line
         return FileOutcome(spath, status, len(segments), time.perf_counter() - t0, warning=warning)
 
@@ -97,7 +111,8 @@ class Indexer:
         error = " ".join(error.split())  # one line
         if state is not None:
             self.store.put_failure(
-                path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error, shard=self.shard
+                path=path, size=state[0], mtime_ns=state[1], content_hash=state[2], error=error, shard=self.shard,
+                settings=self.settings_json,
             )
         logger.info("failed: %s", error)  # the summary reports failures; -v shows them as they happen
         return FileOutcome(path, "failed", 0, time.perf_counter() - t0, error)
@@ -164,6 +179,7 @@ class Indexer:
         self.frames_reused += encode.reused
         if not segments:
             raise VideoOpenError(f"{path.name}: no frames could be decoded")
+        presentation_times(segments, result)
         latents = spill.view() if spill is not None else None
         if latents is not None:
             for seg in segments:
@@ -194,6 +210,19 @@ class Indexer:
             out.routing = routing[0].float().cpu().numpy().copy()
             out.latents = spill.add(latents[0].to(torch.float16).cpu().numpy())  # a row number until the scan ends
         return out
+
+
+def presentation_times(segments: list[SegmentData], result) -> None:
+    """Segment bounds at scene cuts and at the end take the frames' presentation times, not ``frame / fps``:
+    they differ in a variable-frame-rate file (by more than the 0.5 ms tolerance; constant-rate files keep
+    ``frame / fps`` exactly). Splits inside a scene stay at ``frame / fps``."""
+    pts = dict(zip(result.cuts, result.cut_times_s, strict=True))
+    pts[result.end_frame] = result.duration_s
+    for seg in segments:
+        for frame_attr, time_attr in (("start_frame", "start_s"), ("end_frame", "end_s")):
+            t = pts.get(getattr(seg, frame_attr))
+            if t is not None and abs(t - getattr(seg, time_attr)) > 5e-4:
+                setattr(seg, time_attr, t)
 
 
 def _inline(consume):

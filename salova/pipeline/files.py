@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,11 +74,49 @@ def content_hash(path: Path, size: int) -> str:
     return h.hexdigest()[:32]
 
 
-def is_unchanged(rec, path: Path, st: os.stat_result) -> bool:
-    """An indexed record still describes the file: same size, and same mtime or same content hash."""
+def full_hash(path: Path) -> str:
+    """sha256 of the whole file (``--verify``): what ``content_hash``'s sampled 3 MiB can miss."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK * 8):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def is_unchanged(rec, path: Path, st: os.stat_result, verify: bool = False) -> bool:
+    """An indexed record still describes the file: same size, and same mtime or same content hash.
+
+    The cheap check misses an edit that keeps the size and the mtime (or resets it) and touches no byte of
+    the three sampled MiB, e.g. a few frames re-encoded in place mid-file. ``verify`` compares the hash of
+    the whole file instead (a record without one counts as changed).
+    """
     if rec is None or rec.status != "indexed" or rec.size != st.st_size:
         return False
+    if verify:
+        return rec.full_hash is not None and rec.full_hash == full_hash(path)
     return rec.mtime_ns == st.st_mtime_ns or rec.content_hash == content_hash(path, st.st_size)
+
+
+# Settings that shape a video's segments and vectors; a video made with others is re-indexed.
+SETTING_KEYS = ("fps", "max_segment_s", "model")
+
+
+def settings_json(fps: float, max_segment_s: float, encoder: str, model_digest: str) -> str:
+    """What `videos.settings` records: the sampling rate, the split length and the model that made the rows."""
+    return json.dumps({"fps": float(fps), "max_segment_s": float(max_segment_s), "encoder": encoder,
+                       "model": model_digest}, sort_keys=True)
+
+
+def settings_differ(rec, settings: str, keys: tuple[str, ...] = SETTING_KEYS) -> list[str]:
+    """The settings (of SETTING_KEYS) in which `rec` was made differently; none for rows from before salova
+    recorded them (NULL: assumed the same, so an upgrade does not re-index a whole library)."""
+    if rec is None or not rec.settings:
+        return []
+    try:
+        old, new = json.loads(rec.settings), json.loads(settings)
+    except ValueError:
+        return list(keys)
+    return [k for k in keys if old.get(k) != new.get(k)]
 
 
 def shard_from_env() -> tuple[int, int] | None:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 @dataclass
 class FileOutcome:
     path: str
-    status: str  # indexed | updated | unchanged | failed
+    status: str  # indexed | updated | reindexed (same file, other settings) | moved | unchanged | failed
     segments: int = 0
     seconds: float = 0.0
     error: str | None = None
     warning: str | None = None  # indexed, but not all of it: e.g. decoding stopped early (truncated/corrupt file)
+    moved_from: str | None = None  # status "moved": the path the entry had

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from salova.defaults import VIDEO_BACKENDS as BACKENDS
-from salova.errors import UsageError
-from salova.pipeline.files import discover, is_unchanged, shard_dir, shard_from_env
+from salova.errors import UsageError, option_problem
+from salova.pipeline.files import discover, is_unchanged, settings_differ, settings_json, shard_dir, shard_from_env
 from salova.pipeline.outcome import FileOutcome
+from salova.store.records import model_location
 
 if TYPE_CHECKING:  # torch and the models load only when some file needs encoding
     from salova.pipeline.encode import EncodeSettings
@@ -33,7 +34,10 @@ class IndexOptions:
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
     shard_from_env: bool = True  # take (RANK, WORLD_SIZE) from a launcher when shard is None
     prune: bool = False  # drop index entries whose file no longer exists
-    latent_dtype: str = "fp16"  # connector latents on disk: fp16, or int8 (about half the size); new index only
+    verify: bool = False  # unchanged means the same whole-file hash (reads every file); moves confirmed so too
+    retry_failed: bool = False  # decode files that failed before even if they have not changed
+    # connector latents on disk: fp16, or int8 (about half the size); fixed at creation (None: the index's, or fp16)
+    latent_dtype: str | None = None
     # seconds to wait for another writer before failing ($SALOVA_LOCK_TIMEOUT)
     lock_timeout: float = field(default_factory=lambda: float(os.environ.get("SALOVA_LOCK_TIMEOUT", "10")))
     progress: bool = True
@@ -51,7 +55,7 @@ class IndexOptions:
             problems.append(("fps", f"must be in (0, 30], got {self.fps}"))
         if self.batch_size < 1:
             problems.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
-        if self.latent_dtype not in ("fp16", "int8"):
+        if self.latent_dtype not in (None, "fp16", "int8"):
             problems.append(("latent_dtype", f"must be fp16 or int8, got {self.latent_dtype!r}"))
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             problems.append(("shard", f"{self.shard[0]}/{self.shard[1]}: need 0 <= I < N"))
@@ -64,7 +68,7 @@ class IndexOptions:
         from salova.pipeline.encode import EncodeSettings
 
         return EncodeSettings(fps=self.fps, max_segment_s=self.max_segment_s, batch_size=self.batch_size,
-                              backend=self.backend)
+                              backend=self.backend, verify=self.verify)
 
 
 @dataclass
@@ -72,12 +76,15 @@ class IndexSummary:
     index: str
     indexed: int = 0
     updated: int = 0
+    reindexed: int = 0  # unchanged files made again because --fps, --max-segment or the model changed
+    moved: int = 0  # entries re-pointed at a file's new path (same content), no model work
     unchanged: int = 0
     failed: int = 0
     pruned: int = 0
     segments: int = 0
     seconds: float = 0.0
     shard: str | None = None
+    not_retried: int = 0  # failed before and unchanged: not decoded again (--retry-failed does)
     failures: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)  # {"path", "warning"}: indexed only in part
     frames_reused: int = 0  # 1-FPS frames of static scenes that took an earlier frame's features
@@ -122,13 +129,16 @@ def run_index(
         target = shard_dir(options.index_dir, shard)
     summary = IndexSummary(index=str(target), shard=f"{shard[0]}/{shard[1]}" if shard else None)
     recorded = _recorded_models(target)
+    if recorded is not None and options.latent_dtype is not None:
+        _check_latent_dtype(target, options.latent_dtype)  # before any model loads
     if models is None and not options.prune and recorded is not None and _same_models(recorded, options):
-        unchanged = _all_unchanged(target, files)
+        unchanged = _all_unchanged(target, files, options)
         if unchanged is not None and options.speech and not _speech_done(target, unchanged):
             unchanged = None  # speech to add: the full path transcribes (and encodes nothing)
         if unchanged is not None:
             for outcome in unchanged:
                 summary.add(outcome)
+                summary.not_retried += outcome.status == "failed"
             summary.seconds = round(time.perf_counter() - t0, 3)
             return summary
     return _encode_files(files, target, options, summary, models, recorded, note, t0)
@@ -138,6 +148,7 @@ def _encode_files(files, target, options, summary, models, recorded, note, t0) -
     from tqdm.auto import tqdm
 
     from salova.pipeline.encode import Indexer
+    from salova.pipeline.library import Relocator, known_failure
     from salova.runtime import load_models
     from salova.store.store import IndexStore
 
@@ -148,11 +159,11 @@ def _encode_files(files, target, options, summary, models, recorded, note, t0) -
         models = load_models(options.model, encoder, options.device, note=note)
     with IndexStore.open(
         target, writable=True, create=True, fingerprint=models.fingerprint(), lock_timeout=options.lock_timeout,
-        latent_dtype=options.latent_dtype,
+        latent_dtype=options.latent_dtype or "fp16",
     ) as store:
-        if options.prune:
-            gone = [v.path for v in store.videos() if not Path(v.path).exists()]
-            summary.pruned = store.remove_videos(gone) if gone else 0
+        if options.latent_dtype is not None and options.latent_dtype != store.latent_dtype:
+            raise _latent_dtype_problem(target, options.latent_dtype, store.latent_dtype)
+        relocator = Relocator(store, verify=options.verify)  # before pruning: a moved file keeps its entry
         indexer = Indexer(models, store, options.encode_settings(), shard=summary.shard)
         speech = _speech_indexer(target, options, models)
         show = options.progress
@@ -161,14 +172,34 @@ def _encode_files(files, target, options, summary, models, recorded, note, t0) -
             tqdm(desc="frames", unit="frame", disable=not show, position=1, leave=False) as frames_bar,
         ):
             for path in files:
-                outcome = indexer.index_file(path, frames_bar if show else None)
-                if speech is not None and outcome.status != "failed":
+                outcome = relocator.relocate(path)
+                if outcome is None and (outcome := known_failure(store, path, options.retry_failed)):
+                    summary.not_retried += 1
+                if outcome is None:
+                    outcome = indexer.index_file(path, frames_bar if show else None)
+                if speech is not None and outcome.status not in ("failed", "moved"):
                     speech.after_video(store, path, frames_bar if show else None)  # transcribes only what lacks speech
                 summary.add(outcome)
                 files_bar.update(1)
+        if options.prune:
+            gone = [v.path for v in store.videos() if not Path(v.path).exists()]
+            summary.pruned = store.remove_videos(gone) if gone else 0
     summary.frames_reused = indexer.frames_reused
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary
+
+
+def _latent_dtype_problem(target: Path, asked: str, stored: str) -> UsageError:
+    return option_problem("latent_dtype", f"{asked}: the index at {target} stores {stored} latents, fixed when it "
+                          "was created; leave the option out, or use another --index")
+
+
+def _check_latent_dtype(target: Path, asked: str) -> None:
+    from salova.store.store import IndexStore
+
+    with IndexStore.open(target) as store:
+        if store.latent_dtype != asked:
+            raise _latent_dtype_problem(target, asked, store.latent_dtype)
 
 
 def _speech_indexer(root: Path, options: IndexOptions, models: Models):
@@ -203,11 +234,10 @@ def _recorded_models(target: Path):
 
 def _same_models(recorded, options: IndexOptions) -> bool:
     """The encoder and checkpoint asked for are, by name, the ones the index was built with."""
+    encoder = None if options.encoder is None else model_location(options.encoder)
     if options.model is None:
-        return recorded.checkpoint is None and options.encoder in (None, recorded.encoder)
-    model = Path(options.model).expanduser()
-    checkpoint = str(model.resolve()) if model.exists() else str(options.model)
-    return recorded.checkpoint == checkpoint and options.encoder in (None, recorded.encoder)
+        return recorded.checkpoint is None and encoder in (None, recorded.encoder)
+    return recorded.checkpoint == model_location(options.model) and encoder in (None, recorded.encoder)
 
 
 def _speech_done(target: Path, outcomes: list[FileOutcome]) -> bool:
@@ -220,16 +250,25 @@ def _speech_done(target: Path, outcomes: list[FileOutcome]) -> bool:
         return all((rec := store.get_video(o.path)) is not None and rec.id in done for o in outcomes)
 
 
-def _all_unchanged(target: Path, files: list[Path]) -> list[FileOutcome] | None:
-    """An 'unchanged' outcome per file when none needs indexing, else None."""
+def _all_unchanged(target: Path, files: list[Path], options: IndexOptions) -> list[FileOutcome] | None:
+    """An 'unchanged' outcome per file when none needs indexing (same file, same --fps and --max-segment; the
+    model was compared by name), else None."""
+    from salova.pipeline.library import known_failure
     from salova.store.store import IndexStore
 
     out = []
+    settings = settings_json(options.fps, options.max_segment_s, "", "")
     with IndexStore.open(target) as store:
         for path in files:
             rec = store.get_video(str(path))
+            known = known_failure(store, path, options.retry_failed)
+            if known is not None:  # failed before, unchanged: reported, not decoded (no model needed)
+                out.append(known)
+                continue
             try:
-                if not is_unchanged(rec, path, path.stat()):
+                if not is_unchanged(rec, path, path.stat(), options.verify):
+                    return None
+                if settings_differ(rec, settings, keys=("fps", "max_segment_s")):
                     return None
             except OSError:
                 return None

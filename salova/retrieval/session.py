@@ -22,7 +22,7 @@ from salova.pipeline.run import IndexOptions, run_index
 from salova.retrieval.channels import fuse_hits, open_speech, parse_channels, score_segments, speech_moment
 from salova.retrieval.results import AskResult, Moment, SearchHit
 from salova.retrieval.scorers import Query, Scorer, best_frame_time, scorer_for
-from salova.runtime import Models, load_models
+from salova.runtime import Models, load_models, moved_model_error
 from salova.store.store import IndexStore
 
 ZERO_SHOT_NOTE = "no trained SALOVA checkpoint: zero-shot CLIP/SigLIP scoring, moments only (no answer)"
@@ -107,9 +107,13 @@ class Session:
                 fp = store.fingerprint
         except IndexStoreError:
             return None, None
-        # A local checkpoint is recorded as an absolute path; anything else is a hub id (loaded from the cache)
-        if fp.checkpoint and (Path(fp.checkpoint).exists() or not Path(fp.checkpoint).is_absolute()):
+        # Local model folders are recorded as absolute paths; anything else is a hub id (loaded from the cache)
+        if fp.checkpoint:
+            if Path(fp.checkpoint).is_absolute() and not Path(fp.checkpoint).exists():
+                raise moved_model_error(self.index_dir, "checkpoint", fp.checkpoint, "model")
             return fp.checkpoint, None
+        if Path(fp.encoder).is_absolute() and not Path(fp.encoder).exists():
+            raise moved_model_error(self.index_dir, "encoder", fp.encoder, "encoder")
         return None, fp.encoder
 
     @property

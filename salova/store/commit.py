@@ -210,7 +210,8 @@ def insert_videos(
         con.execute(
             INSERT_VIDEO,
             [rec.id, rec.path, rec.size, rec.mtime_ns, rec.content_hash, rec.duration_s, rec.fps,
-             rec.num_frames, rec.status, rec.error, rec.indexed_at, rec.shard, rec.num_segments],
+             rec.num_frames, rec.status, rec.error, rec.indexed_at, rec.shard, rec.num_segments, rec.warning, rec.gaps,
+             rec.settings, rec.full_hash],
         )  # fmt: skip
         if not w.columns:
             continue
@@ -311,3 +312,23 @@ def _delete(files: Iterable[ArrayFile]) -> None:
         f.close()
         with suppress(OSError):
             f.path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------- moving videos
+
+MOVE_VIDEO = "UPDATE videos SET path = ?, size = ?, mtime_ns = ? WHERE path = ?"
+
+
+def move_videos(snap: Snapshot, moves: list[tuple[str, str, int, int]], *, timeout: float) -> None:
+    """Re-point videos at new paths, (old, new, size, mtime_ns) each, in one commit: no array rows change."""
+    change = Change(
+        "move", [], lambda: None, lambda: None,
+        sql=lambda con: con.executemany(MOVE_VIDEO, [[new, size, mtime, old] for old, new, size, mtime in moves]),
+        meta={"seq": str(snap.seq + 1)},
+    )  # fmt: skip
+    run_change(snap.root, change, timeout=timeout)
+    for old, new, size, mtime in moves:
+        rec = replace(snap.videos.pop(old), path=new, size=size, mtime_ns=mtime)
+        snap.videos[new] = rec
+        snap.by_id[rec.id] = rec
+    snap.meta["seq"] = str(snap.seq + 1)

@@ -21,6 +21,13 @@ def default_index_dir() -> Path:
     return platformdirs.user_data_path("salova") / "index"
 
 
+def model_location(name_or_path: str | os.PathLike) -> str:
+    """How an index records a model: a local folder as an absolute path (valid from any directory), a hub id
+    as given."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else str(name_or_path)
+
+
 @dataclass(frozen=True)
 class ModelFingerprint:
     """What produced an index's vectors. Two fingerprints are equal exactly when their digests are."""
@@ -28,12 +35,18 @@ class ModelFingerprint:
     encoder: str = field(compare=False)  # HF hub id or local dir of the CLIP/SigLIP encoder
     checkpoint: str | None = field(compare=False)  # SALOVA checkpoint dir, None for zero-shot
     digest: str  # hash over everything that changes the stored vectors
+    # digests this same model had in older salova versions (an index recording one of them is this model's)
+    aliases: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
     def from_parts(cls, encoder: str, checkpoint: str | None = None, **details: object) -> ModelFingerprint:
         """Fingerprint whose digest covers `encoder`, `checkpoint` and any extra JSON-able `details`."""
         payload = json.dumps({"encoder": encoder, "checkpoint": checkpoint, **details}, sort_keys=True, default=str)
         return cls(encoder, checkpoint, hashlib.sha256(payload.encode()).hexdigest()[:32])
+
+    def matches(self, stored: ModelFingerprint) -> bool:
+        """Whether an index recording ``stored`` was built by this model."""
+        return stored.digest == self.digest or stored.digest in self.aliases
 
     def describe(self) -> str:
         if self.checkpoint:
@@ -74,6 +87,10 @@ class VideoRecord:
     indexed_at: datetime | None = None  # UTC, when this row was committed
     shard: str | None = None  # e.g. '3/8' when indexed by a shard
     num_segments: int = 0
+    warning: str | None = None  # indexed only in part, or with damage skipped: the one-line decode warning
+    gaps: str | None = None  # JSON [[from_s, to_s], ...]: stretches lost to corrupt data
+    settings: str | None = None  # JSON {"fps", "max_segment_s", "encoder", "model"} the segments were made with
+    full_hash: str | None = None  # sha256 of the whole file (content_hash samples 3 MiB of it)
 
 
 @dataclass

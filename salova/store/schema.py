@@ -44,7 +44,11 @@ DDL = (
         error        TEXT,
         indexed_at   TIMESTAMP NOT NULL,
         shard        TEXT,
-        num_segments INTEGER NOT NULL
+        num_segments INTEGER NOT NULL,
+        warning      TEXT,
+        gaps         TEXT,
+        settings     TEXT,
+        full_hash    TEXT
     )""",
     """CREATE TABLE segments (
         video_id    BIGINT NOT NULL,
@@ -62,7 +66,7 @@ DDL = (
 
 VIDEO_COLUMNS = (
     "id, path, size, mtime_ns, content_hash, duration_s, fps, num_frames, status, error, indexed_at, shard, "
-    "num_segments"
+    "num_segments, warning, gaps, settings, full_hash"
 )
 SEGMENT_COLUMNS = "video_id, idx, start_s, end_s, start_frame, end_frame, vec_row, frame_row, frame_count"
 INSERT_VIDEO = f"INSERT INTO videos ({VIDEO_COLUMNS}) VALUES ({', '.join('?' * len(VIDEO_COLUMNS.split(',')))})"
@@ -72,6 +76,32 @@ INSERT_SEGMENTS = (
     "UNNEST(?::BIGINT[]), UNNEST(?::INTEGER[])"
 )
 UPSERT_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+# Columns added to `videos` after indexes were first written (additive, NULL in older rows). Readers read
+# NULL for those an old index lacks; its next writer adds them (`add_missing_columns`).
+ADD_VIDEO_COLUMNS = {
+    "warning": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS warning TEXT",
+    "gaps": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS gaps TEXT",
+    "settings": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS settings TEXT",
+    "full_hash": "ALTER TABLE videos ADD COLUMN IF NOT EXISTS full_hash TEXT",
+}
+
+
+def read_videos(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], list[str]]:
+    """Every `videos` row as {column: value} (columns an older index lacks read as None), and those columns."""
+    cur = con.execute("SELECT * FROM videos")
+    names = [d[0] for d in cur.description]
+    missing = [c for c in ADD_VIDEO_COLUMNS if c not in names]
+    wanted = [c.strip() for c in VIDEO_COLUMNS.split(",")]
+    rows = (dict(zip(names, r, strict=True)) for r in cur.fetchall())
+    return [{c: row.get(c) for c in wanted} for row in rows], missing
+
+
+def add_missing_columns(con: duckdb.DuckDBPyConnection, missing: list[str]) -> None:
+    """Migrate an older index in place: add the `videos` columns it lacks (one transaction)."""
+    with transaction(con):
+        for c in missing:
+            con.execute(ADD_VIDEO_COLUMNS[c])
+
 
 # DuckDB's file lock is per process; this keeps two stores of one process from overlapping their holds.
 _PROCESS_LOCK = threading.RLock()

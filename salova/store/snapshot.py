@@ -7,7 +7,7 @@ whose files are gone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -18,7 +18,7 @@ from salova.store import schema
 from salova.store.arrays import ArrayFile
 from salova.store.layout import DB_FILE, SEGMENT_STORES, array_files
 from salova.store.records import ModelFingerprint, VideoRecord
-from salova.store.schema import DIM_KEYS, FORMAT_VERSION, SCHEMA_VERSION, SEGMENT_COLUMNS, VIDEO_COLUMNS
+from salova.store.schema import DIM_KEYS, FORMAT_VERSION, SCHEMA_VERSION, SEGMENT_COLUMNS
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Snapshot:
     by_id: dict[int, VideoRecord]
     segments: dict[int, Segments]  # video id -> its segments (indexed videos only)
     files: dict[str, ArrayFile]  # store name -> array file of the current generation
+    missing_columns: list[str] = field(default_factory=list)  # `videos` columns an older index lacks
 
     def meta_int(self, key: str) -> int | None:
         value = self.meta.get(key)
@@ -118,7 +119,7 @@ def read_snapshot(root: Path, *, read_only: bool, timeout: float) -> Snapshot:
     with schema.connect(root / DB_FILE, read_only=read_only, timeout=timeout) as con:
         try:
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            videos = con.execute(f"SELECT {VIDEO_COLUMNS} FROM videos").fetchall()
+            videos, missing = schema.read_videos(con)
             segs = con.execute(f"SELECT {SEGMENT_COLUMNS} FROM segments ORDER BY video_id, idx").fetchnumpy()
         except duckdb.Error as e:
             raise IndexStoreError(
@@ -129,9 +130,9 @@ def read_snapshot(root: Path, *, read_only: bool, timeout: float) -> Snapshot:
             fingerprint = ModelFingerprint.from_json(meta.get("fingerprint") or "")
         except ValueError as e:
             raise IndexStoreError(f"index at {root} has no valid model fingerprint; rebuild it") from e
-        snap = Snapshot(root, meta, fingerprint, {}, {}, {}, {})
+        snap = Snapshot(root, meta, fingerprint, {}, {}, {}, {}, missing_columns=missing)
         for row in videos:
-            rec = VideoRecord(*row)
+            rec = VideoRecord(**row)
             snap.videos[rec.path] = rec
             snap.by_id[rec.id] = rec
         vid = segs["video_id"]

@@ -21,7 +21,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from salova.errors import FingerprintMismatchError, IndexLockedError, IndexStoreError
-from salova.store import commit
+from salova.store import commit, schema
 from salova.store.arrays import dequantize_int8, write_atomic
 from salova.store.layout import DB_FILE, FRAME_DTYPES, LATENT_DTYPES, LOCK_FILE, SEGMENT_STORES, WRITER_FILE
 from salova.store.records import (
@@ -142,7 +142,18 @@ class IndexStore:
             self._create(fingerprint, latent_dtype, frame_dtype)
         self._load()
         self._check_fingerprint(fingerprint)
+        if self._snap.missing_columns:  # an index from before those columns: add them (NULL in old rows)
+            self._migrate()
         commit.recover(self._snap)
+
+    def _migrate(self) -> None:
+        try:
+            with schema.connect(self.root / DB_FILE, read_only=False, timeout=self._db_timeout) as con:
+                schema.add_missing_columns(con, self._snap.missing_columns)
+        except duckdb.Error as e:
+            raise commit.store_error(self.root, e) from e
+        log.info("index at %s: added videos columns %s", self.root, ", ".join(self._snap.missing_columns))
+        self._snap.missing_columns = []
 
     def _holder(self) -> str:
         try:
@@ -166,7 +177,7 @@ class IndexStore:
         self._search.clear()
 
     def _check_fingerprint(self, fingerprint: ModelFingerprint | None) -> None:
-        if fingerprint is not None and fingerprint != self.fingerprint:
+        if fingerprint is not None and not fingerprint.matches(self.fingerprint):
             raise FingerprintMismatchError(
                 f"index at {self.root} was built with {self.fingerprint.describe()}, not "
                 f"{fingerprint.describe()}; use --index OTHER_DIR, or rebuild: delete the index and run "
@@ -346,6 +357,10 @@ class IndexStore:
         segments: Sequence[SegmentData],
         *,
         shard: str | None = None,
+        warning: str | None = None,
+        gaps: str | None = None,
+        settings: str | None = None,
+        full_hash: str | None = None,
     ) -> int:
         """Store one video and its segments, atomically replacing whatever the index had for `path`.
 
@@ -355,7 +370,7 @@ class IndexStore:
         record = VideoRecord(
             id=0, path=_norm_path(path), size=int(size), mtime_ns=int(mtime_ns), content_hash=content_hash,
             duration_s=duration_s, fps=fps, num_frames=num_frames, status="indexed", error=None, shard=shard,
-            num_segments=len(segments),
+            num_segments=len(segments), warning=warning, gaps=gaps, settings=settings, full_hash=full_hash,
         )  # fmt: skip
         return self._commit([video_rows(record, segments, self.latent_dtype)], [])[0]
 
@@ -368,12 +383,13 @@ class IndexStore:
         error: str,
         *,
         shard: str | None = None,
+        settings: str | None = None,
     ) -> int:
         """Record that `path` could not be indexed. Any previous entry for the path, segments included, is
         replaced: it described the file as it was, which is not what is there now."""
         record = VideoRecord(
             id=0, path=_norm_path(path), size=int(size), mtime_ns=int(mtime_ns), content_hash=content_hash,
-            duration_s=None, fps=None, num_frames=None, status="failed", error=error, shard=shard,
+            duration_s=None, fps=None, num_frames=None, status="failed", error=error, shard=shard, settings=settings,
         )  # fmt: skip
         return self._commit([VideoRows(record, {}, {}, None)], [])[0]
 
@@ -384,6 +400,14 @@ class IndexStore:
         if present:
             self._commit([], present)
         return len(present)
+
+    def move_video(self, old: str | os.PathLike[str], new: str | os.PathLike[str], size: int, mtime_ns: int) -> None:
+        """Re-point the entry of `old` at `new` (the same content, moved or renamed): no model work, one commit."""
+        self._require_writer()
+        old, new = _norm_path(old), _norm_path(new)
+        if old not in self._snap.videos or new in self._snap.videos:
+            raise ValueError(f"cannot move {old} to {new}: need an entry at the first and none at the second")
+        commit.move_videos(self._snap, [(old, new, int(size), int(mtime_ns))], timeout=self._db_timeout)
 
     def import_videos(self, videos: Sequence[VideoRows]) -> list[int]:
         """Store videos exported from another index with the same model, in one commit; each replaces any

@@ -11,6 +11,12 @@ yields ``(time_s, image)`` pairs one frame at a time (constant memory in video l
 - ``"pyav"``: PyAV; the most informative errors, about 1.4x slower than OpenCV on 720p H.264.
 - ``"auto"``: OpenCV, falling back to PyAV when OpenCV cannot open or decode the file.
 
+Damaged files: ``"opencv"`` stops at the first region it cannot read; when that is short of the
+container's duration the source continues with PyAV from the last good frame (``resync.py``), skipping
+damaged packets to the next keyframe, and records the holes in ``gaps``. FFmpeg's own console messages
+are silenced (``OPENCV_FFMPEG_LOGLEVEL``, unless set; PyAV's are off by default): salova logs the
+skipped packets at DEBUG and reports the holes as one warning line.
+
 Frame times are presentation times in seconds from the stream start (the first frame is usually
 0.0). Frame numbers follow PySceneDetect: ``round(time_s * fps)`` with the nominal ``fps``, which is
 the decode index for a constant-frame-rate file.
@@ -28,12 +34,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import cv2
+# OpenCV's FFmpeg writes "[h264 @ 0x...] error while decoding MB" lines straight to stderr; quiet (-8)
+# unless the user asks for them. Read when the first capture opens, so before any cv2.VideoCapture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import av  # noqa: E402
+import cv2  # noqa: E402
 import numpy as np
 
 from salova.defaults import VIDEO_BACKENDS
 from salova.errors import VideoOpenError
+from salova.video.resync import HOLE_FRAMES, PacketDecoder, silent_holes
 
 logger = logging.getLogger("salova.video")
 
@@ -44,6 +55,8 @@ _TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
 
 # scenedetect's VideoStreamCv2 retries a failed grab this many times before calling it the end.
 _MAX_DECODE_ATTEMPTS = 5
+# OpenCV ending more than this many nominal frames before the container's duration: resume with PyAV.
+_RESYNC_MIN_REST = 2
 
 
 @dataclass(frozen=True)
@@ -157,7 +170,8 @@ class FrameSource(ABC):
 
     Iterating yields ``(time_s, image)``: ``image`` is [H, W, 3] uint8 in ``channel_order``, full
     resolution; ``rotate_k`` quarter turns (``np.rot90``) bring it to display orientation. A decode
-    error after the first frame ends iteration and is recorded in ``stopped_early``.
+    error after the first frame ends iteration and is recorded in ``stopped_early``, unless the source
+    can skip the damage: then the lost stretches are in ``gaps`` and the skipped packets in ``errors``.
     """
 
     name: str
@@ -165,6 +179,17 @@ class FrameSource(ABC):
     fps: Fraction
     rotate_k: int = 0
     stopped_early: str | None = None
+    _resync: PacketDecoder | None = None  # the PyAV decoder that skips damaged packets, once in use
+
+    @property
+    def gaps(self) -> list[tuple[float, float]]:
+        """[(from_s, to_s)]: stretches lost to corrupt data (decoding resumed after each)."""
+        return self._resync.gaps if self._resync is not None else []
+
+    @property
+    def errors(self) -> int:
+        """Damaged packets skipped."""
+        return self._resync.errors if self._resync is not None else 0
 
     def __init__(self, path: Path, probe: _Probe) -> None:
         self.path = path
@@ -228,10 +253,14 @@ class OpenCVSource(FrameSource):
             cap.release()
             raise _fail(self.path, "OpenCV reports no frame rate")
         self._cap = cap
+        self._jumps: list[tuple[float, float]] = []  # (from_s, to_s) where OpenCV's times skip ahead
+        self._read_count = 0
         self.fps = _framerate_to_fraction(fps)
         self._count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
 
     def _read(self) -> tuple[float, np.ndarray] | None:
+        if self._resync is not None:
+            return self._read_resync()
         cap = self._cap
         grabbed = cap.grab()
         if not grabbed:
@@ -243,14 +272,52 @@ class OpenCVSource(FrameSource):
                     if grabbed:
                         break
             if not grabbed:
-                # End of file or an unreadable rest: OpenCV cannot tell; the scanner compares the
-                # decoded duration with the container's.
-                return None
+                # End of file, or OpenCV gave up on damaged data: carry on with PyAV when the container
+                # says there is more.
+                return self._start_resync()
         ok, image = cap.retrieve()
         if not ok or image is None:
             self.stopped_early = "OpenCV could not convert a decoded frame"
             return None
-        return self._time_s(), image
+        time_s = self._time_s()
+        last = getattr(self, "_last_time", None)
+        if last is not None and time_s - last > HOLE_FRAMES / float(self.fps):
+            self._jumps.append((round(last + 1 / float(self.fps), 6), round(time_s, 6)))
+        self._last_time = time_s
+        self._read_count += 1
+        return time_s, image
+
+    @property
+    def gaps(self) -> list[tuple[float, float]]:
+        """Holes OpenCV skipped silently (it reports no decode errors: see ``silent_holes``), then PyAV's."""
+        own = silent_holes(self._jumps, self._read_count, self.probe.num_frames)
+        return own + super().gaps
+
+    def _start_resync(self) -> tuple[float, np.ndarray] | None:
+        last = getattr(self, "_last_time", None)
+        remaining = self.probe.duration_s - (last or 0.0) - 1 / float(self.fps)
+        if last is None or remaining <= _RESYNC_MIN_REST / float(self.fps):
+            return None  # the end (or as good as): the clean-file path, exactly scenedetect's frames
+        try:
+            self._resync = PacketDecoder(self.path, self.probe.fps, after_s=last)
+        except (av.FFmpegError, OSError) as err:
+            logger.debug("%s: PyAV cannot resume after %.3fs: %s", self.path.name, last, err)
+            return None
+        self._resync_frames = iter(self._resync)
+        logger.debug("%s: OpenCV stopped at %.3fs of ~%.1fs; resuming with PyAV", self.path.name, last,
+                     self.probe.duration_s)
+        return self._read_resync()
+
+    def _read_resync(self) -> tuple[float, np.ndarray] | None:
+        item = next(self._resync_frames, None)
+        if item is None:
+            self.stopped_early = self._resync.stopped_early
+            return None
+        time_s, frame = item
+        image = frame.to_ndarray(format="bgr24")
+        if self.probe.rotation:  # OpenCV's frames are in display orientation; match them
+            image = np.ascontiguousarray(np.rot90(image, k=self.probe.rotation // 90))
+        return time_s, image
 
     def _time_s(self) -> float:
         # VideoStreamCv2.position: CAP_PROP_POS_MSEC in whole microseconds, or the frame number
@@ -265,6 +332,8 @@ class OpenCVSource(FrameSource):
         cap = getattr(self, "_cap", None)
         if cap is not None:
             cap.release()
+        if self._resync is not None:
+            self._resync.close()
 
 
 class PyAVSource(FrameSource):
@@ -275,42 +344,24 @@ class PyAVSource(FrameSource):
 
     def _open(self) -> None:
         try:
-            self._container = av.open(str(self.path))
-        except av.FFmpegError as err:
+            self._resync = PacketDecoder(self.path, self.probe.fps, expected_frames=self.probe.num_frames)
+        except (av.FFmpegError, OSError) as err:
             raise _fail(self.path, f"not a video file ({_ffmpeg_reason(err)})") from err
-        stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"
-        self._stream = stream
         self.fps = self.probe.fps
         self.rotate_k = self.probe.rotation // 90
-        # Times count from the stream start, as OpenCV's do (first frame usually 0.0).
-        self._start_pts: int | None = stream.start_time
-        self._last_time: float | None = None
-        self._frames = self._container.decode(stream)
+        self._frames = iter(self._resync)
 
     def _read(self) -> tuple[float, np.ndarray] | None:
-        try:
-            frame = next(self._frames)
-        except StopIteration:
+        item = next(self._frames, None)
+        if item is None:
+            self.stopped_early = self._resync.stopped_early
             return None
-        except (av.FFmpegError, OSError) as err:
-            self.stopped_early = f"decode error ({_ffmpeg_reason(err)})"
-            return None
-        if frame.pts is None or frame.time_base is None:
-            # No timestamp: assume one nominal frame after the previous one.
-            time_s = 0.0 if self._last_time is None else self._last_time + 1 / float(self.fps)
-        else:
-            if self._start_pts is None:
-                self._start_pts = frame.pts
-            # Frames before the stream start (edit lists) count as time 0, as OpenCV reports them.
-            time_s = max(0.0, float((frame.pts - self._start_pts) * frame.time_base))
-        self._last_time = time_s
+        time_s, frame = item
         return time_s, frame.to_ndarray(format="bgr24")
 
     def close(self) -> None:
-        container = getattr(self, "_container", None)
-        if container is not None:
-            container.close()
+        if self._resync is not None:
+            self._resync.close()
 
 
 class DecordSource(FrameSource):

@@ -29,6 +29,7 @@ from scenedetect.scene_manager import compute_downscale_factor
 
 from salova.errors import VideoOpenError
 from salova.video.decode import FrameSource, SampledFrame, VideoInfo, open_frames
+from salova.video.resync import describe_gaps
 
 logger = logging.getLogger("salova.video")
 
@@ -99,6 +100,7 @@ class ScanResult:
     end_frame: int = 0  # one past the last frame's index: num_frames for split_segments
     cut_times_s: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. a truncated file's decode stopping early
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # (from_s, to_s) lost to corrupt data
 
 
 @dataclass
@@ -133,7 +135,8 @@ class VideoScanner:
     with the same timecodes. ``"pyav"`` and ``"decord"`` give the same pixels for ordinary 8-bit
     video but can differ slightly (10-bit video), which can move a borderline cut.
 
-    A decode error after the first frame keeps what was decoded and adds a line to
+    Corrupt data in the middle is skipped to the next keyframe (``result.gaps``, one line in
+    ``result.warnings``); a decode error the source cannot skip keeps what was decoded and adds a line to
     ``result.warnings``; a file that yields no frame raises ``VideoOpenError`` at construction.
     """
 
@@ -294,6 +297,9 @@ class VideoScanner:
                 f"{self.path.name}: {source.stopped_early or 'decoding ended early'}; kept the first "
                 f"{decoded_s:.1f}s{of} (file truncated or corrupt?)",
             )
+        damage = describe_gaps(self.path.name, source.gaps, source.errors)
+        if damage is not None:
+            warnings.insert(0, damage)
         for line in warnings:
             logger.warning(line)
         self.result = ScanResult(
@@ -304,6 +310,7 @@ class VideoScanner:
             end_frame=last_index + 1,
             cut_times_s=[c.time_s for c in cuts],
             warnings=warnings,
+            gaps=list(source.gaps),
         )
 
     @staticmethod
