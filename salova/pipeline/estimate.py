@@ -92,4 +92,4 @@ def estimate_index(paths: list[str | Path], options: IndexOptions) -> IndexEstim
     # and on 2 cores or fewer they share them.
     wall = max(scan_s, encode_s) if (os.cpu_count() or 1) > 2 else scan_s + encode_s
     return IndexEstimate(len(todo), unchanged, round(total, 1), round(scan_rate, 4), round(per_frame, 4),
-                         models.encoder.name, round(wall, 1), unreadable)
+                         models.encoder.name, round(wall, 3), unreadable)

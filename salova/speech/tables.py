@@ -65,6 +65,14 @@ DDL = (
     )""",
 )
 TABLES = ("speech_videos", "transcripts", "words", "speech_chunks")
+_LIVE = "video_id = ? OR video_id NOT IN (SELECT id FROM videos WHERE status = 'indexed')"
+# One statement per table, spelled out: no SQL is built from values at run time.
+DELETE_STALE = (
+    "DELETE FROM speech_videos WHERE " + _LIVE,
+    "DELETE FROM transcripts WHERE " + _LIVE,
+    "DELETE FROM words WHERE " + _LIVE,
+    "DELETE FROM speech_chunks WHERE " + _LIVE,
+)
 
 
 def _has_tables(con) -> bool:
@@ -87,9 +95,8 @@ def write_video(root: Path, video_id: int, transcript: Transcript, line_segments
             con.execute(statement)
         if fingerprint is not None:  # None: nothing was embedded (no audio, silence)
             con.execute(UPSERT_META, [META_KEY, fingerprint.to_json()])
-        for table in TABLES:
-            con.execute(f"DELETE FROM {table} WHERE video_id = ? OR video_id NOT IN "
-                        "(SELECT id FROM videos WHERE status = 'indexed')", [video_id])
+        for statement in DELETE_STALE:
+            con.execute(statement, [video_id])
         con.execute("INSERT INTO speech_videos VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
                     [video_id, whisper, transcript.language, transcript.audio_s, len(lines), transcript.note])
         if lines:
