@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from salova.tiny import make_tiny_encoder, make_tiny_salova
-from training.synthetic_needle import make_split, reinit_position_tables, retrieval_accuracy
+from training.synthetic_needle import make_split, retrieval_accuracy
 
 SALOVA = Path(sys.executable).with_name("salova")
 
@@ -28,7 +28,6 @@ def test_salova_train_learns_needle_retrieval_on_held_out_videos(tmp_path):
     test_data = make_split(tmp_path, "test", 16, 6, rng)
     encoder = make_tiny_encoder(tmp_path / "encoder", "clip", seed=0)
     init = make_tiny_salova(tmp_path / "init", encoder, None, seed=0)
-    reinit_position_tables(init, 0.02, 0)
     before = retrieval_accuracy(init, test_data)
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
