@@ -97,19 +97,25 @@ class SalovaEvalModel:
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         out = []
+        tops: dict[tuple[str, str], list[int]] = {}  # the question's top moments, once per (video, question)
         for req in requests:
             context, doc_to_target, doc_to_visual, doc_id, task, split = req.args
             doc = self.task_dict[task][split][doc_id]
             continuation = doc_to_target if isinstance(doc_to_target, str) else doc_to_target(doc)
             video = self._video(doc_to_visual, doc_id, task, split)
             question, _ = split_options(context)
-            top = [m.segment for m in self.session.ask(video, question or context).moments]
+            key = (str(video), question or context)
+            if key not in tops:  # every option of one question shares them
+                tops[key] = [m.segment for m in self.session.ask(video, question or context).moments]
+            top = tops[key]
             scores = np.asarray(self.session.ask(video, f"{str(continuation).strip()}. {question or context}").scores)
             out.append((float(scores[top].max()), False))
         return out
 
     def generate_until_multi_round(self, requests) -> list[str]:
-        raise NotImplementedError("salova answers single-round questions")
+        from salova.errors import UsageError
+
+        raise UsageError("salova answers single-round questions: use a task's generate_until form")
 
 
 def _cut(text: str, until) -> str:
