@@ -6,4 +6,4 @@ DEFAULT_ENCODER = "openai/clip-vit-large-patch14-336"  # paper: CLIP-ViT-L/14-33
 CPU_ENCODER = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # OpenAI B/32 cost; MSCOCO image R@1 39.3 vs 30.4
 DEFAULT_LLM = "meta-llama/Llama-3.2-3B-Instruct"  # paper's 3B variant
 # Video decoders; salova.video.decode registers one FrameSource class per name ("auto" picks OpenCV, then PyAV).
-VIDEO_BACKENDS = ("auto", "opencv", "pyav", "decord")
+VIDEO_BACKENDS = ("auto", "sparse", "opencv", "pyav", "decord")

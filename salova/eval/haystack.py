@@ -20,7 +20,7 @@ import numpy as np
 
 from salova.errors import UsageError, VideoOpenError, option_problem
 from salova.testing.videos import VideoWriter
-from salova.video.decode import open_frames
+from salova.video.backends import open_frames
 
 # Consecutive haystack frames closer than this (mean absolute difference, 0-255) are motion, not a new shot.
 MOTION_LIMIT = 30.0
@@ -124,9 +124,7 @@ def sample_1fps(video: str | os.PathLike, size: tuple[int, int], limit: int | No
                 break
             if t + 1e-6 < len(frames):
                 continue
-            rgb = image[..., ::-1] if source.channel_order == "bgr" else image
-            frames.append(cv2.resize(np.ascontiguousarray(np.rot90(rgb, source.rotate_k)), size,
-                                     interpolation=cv2.INTER_AREA))
+            frames.append(cv2.resize(source.sample_rgb(image), size, interpolation=cv2.INTER_AREA))
     finally:
         source.close()
     return frames

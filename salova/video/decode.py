@@ -41,6 +41,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np
+from scenedetect.scene_manager import compute_downscale_factor
 
 from salova.defaults import VIDEO_BACKENDS
 from salova.errors import VideoOpenError
@@ -191,9 +192,10 @@ class FrameSource(ABC):
         """Damaged packets skipped."""
         return self._resync.errors if self._resync is not None else 0
 
-    def __init__(self, path: Path, probe: _Probe) -> None:
+    def __init__(self, path: Path, probe: _Probe, downscale: float | None = None) -> None:
         self.path = path
         self.probe = probe
+        self.downscale = downscale  # the detector's downscale factor; None: the CLI's, from the frame width
         self._first: tuple[float, np.ndarray] | None = None
 
     def open(self) -> None:
@@ -210,13 +212,43 @@ class FrameSource(ABC):
             raise _fail(self.path, reason)
         self.stopped_early = None
         self._first = first
+        self.size = self.image_size(first[1])
+        w, h = self.size
+        # scenedetect's SceneManager: compute_downscale_factor(max(width, height)), bilinear, rounded sizes.
+        self.factor = compute_downscale_factor(max(w, h)) if self.downscale is None else self.downscale
+        self.small_size = (max(1, round(w / self.factor)), max(1, round(h / self.factor)))
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        """(width, height) of the images this source yields."""
+        """(width, height) of the images this source yields (before ``rotate_k``)."""
         assert self._first is not None, "open() first"
-        h, w = self._first[1].shape[:2]
+        return self.size
+
+    def image_size(self, image: np.ndarray) -> tuple[int, int]:
+        """(width, height) of one yielded image."""
+        h, w = image.shape[:2]
         return w, h
+
+    def small_bgr(self, image: np.ndarray) -> np.ndarray | None:
+        """The scene detector's input for one yielded image: BGR, downscaled as the CLI downscales
+        ([h, w, 3] uint8, before ``rotate_k``); None when the frame changed size mid-stream (skipped, as the
+        CLI skips it)."""
+        if self.image_size(image) != self.size:
+            return None
+        small = image
+        if self.factor > 1.0:
+            small = cv2.resize(image, self.small_size, interpolation=cv2.INTER_LINEAR)
+        if self.channel_order == "rgb":
+            # Channel order and bilinear resizing commute, so swap on the small image.
+            small = np.ascontiguousarray(small[..., ::-1])
+        return small
+
+    def sample_rgb(self, image: np.ndarray) -> np.ndarray:
+        """One yielded image at full resolution for the encoder: [H, W, 3] uint8 RGB, display orientation."""
+        rgb = image if self.channel_order == "rgb" else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if self.rotate_k:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=self.rotate_k))
+        return rgb
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         assert self._first is not None, "open() first"
@@ -416,33 +448,6 @@ def _decord_reason(err: BaseException) -> str:
     """decord's message without its "[hh:mm:ss] /src/file.cc:123: " prefixes and stack."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return re.split(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", text)[-1].strip() or type(err).__name__
-
-
-_SOURCES: dict[str, type[FrameSource]] = {"opencv": OpenCVSource, "pyav": PyAVSource, "decord": DecordSource}
-
-
-def open_frames(path: str | os.PathLike, backend: str = "auto") -> tuple[FrameSource, _Probe]:
-    """Probe ``path``, open it with ``backend`` and decode its first frame.
-
-    ``"auto"`` tries OpenCV, then PyAV. Raises ``VideoOpenError`` when the file is unusable.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-    path, probe = probe_video(path)
-    order = ["opencv", "pyav"] if backend == "auto" else [backend]
-    error: VideoOpenError | None = None
-    for name in order:
-        source = _SOURCES[name](path, probe)
-        try:
-            source.open()
-        except VideoOpenError as err:
-            if error is None:
-                error = err
-            logger.debug("%s: backend %s failed: %s", path.name, name, err)
-            continue
-        return source, probe
-    assert error is not None
-    raise error
 
 
 def _framerate_to_fraction(fps: float) -> Fraction:

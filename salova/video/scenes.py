@@ -21,14 +21,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import cv2
 import numpy as np
 from scenedetect.common import FrameTimecode, Timecode
 from scenedetect.detectors import AdaptiveDetector, ContentDetector
-from scenedetect.scene_manager import compute_downscale_factor
 
 from salova.errors import VideoOpenError
-from salova.video.decode import FrameSource, SampledFrame, VideoInfo, open_frames
+from salova.video.backends import open_frames
+from salova.video.decode import FrameSource, SampledFrame, VideoInfo
 from salova.video.resync import describe_gaps
 
 logger = logging.getLogger("salova.video")
@@ -166,7 +165,7 @@ class VideoScanner:
         self._open()
 
     def _open(self) -> None:
-        source, probe = open_frames(self._path_arg, self.backend)
+        source, probe = open_frames(self._path_arg, self.backend, self.detector_config.downscale)
         self._source = source
         self.path = source.path
         w, h = source.frame_size
@@ -332,30 +331,17 @@ class VideoScanner:
     ) -> None:
         """Decode thread: read, downscale for the detector, keep full RGB of sampled frames."""
         try:
-            w, h = source.frame_size
-            cfg = self.detector_config
-            # The CLI: compute_downscale_factor(max(width, height)) of the frames it decodes.
-            factor = compute_downscale_factor(max(w, h)) if cfg.downscale is None else cfg.downscale
-            small_size = (max(1, round(w / factor)), max(1, round(h / factor)))
-            rgb_input = source.channel_order == "rgb"
             next_tick = 0.0
             for time_s, image in source:
                 if stop.is_set():
                     return
-                if image.shape[1::-1] != (w, h):
+                small = source.small_bgr(image)
+                if small is None:
                     out.put(_Decoded(time_s, None, None))
                     continue
-                small = image
-                if factor > 1.0:
-                    small = cv2.resize(image, small_size, interpolation=cv2.INTER_LINEAR)
-                if rgb_input:
-                    # Channel order and bilinear resizing commute, so swap on the small image.
-                    small = np.ascontiguousarray(small[..., ::-1])
                 rgb = None
                 if time_s >= next_tick - _TICK_EPS:
-                    rgb = image if rgb_input else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-                    if source.rotate_k:
-                        rgb = np.ascontiguousarray(np.rot90(rgb, k=source.rotate_k))
+                    rgb = source.sample_rgb(image)
                     next_tick = (math.floor(time_s * self.sample_fps + _TICK_EPS) + 1) / self.sample_fps
                 out.put(_Decoded(time_s, small, rgb))
         except BaseException as err:
