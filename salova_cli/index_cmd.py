@@ -21,7 +21,7 @@ def index(
     fps: float = typer.Option(1.0, "--fps", help="Frames per second sampled for the encoder."),
     batch_size: int = typer.Option(16, "--batch-size", help="Frames per encoder batch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    backend: str = typer.Option("auto", "--backend", help="Decoder: auto, opencv, pyav or decord."),
+    backend: str = typer.Option("auto", "--backend", help="Decoder: auto, sparse, opencv, pyav or decord."),
     shard: str | None = typer.Option(None, "--shard", help="I/N: index every N-th file into shard I "
                                      "(default from RANK/WORLD_SIZE under torchrun)."),
     merge: bool = typer.Option(False, "--merge", help="Combine the shards into the index, then exit."),

@@ -39,7 +39,7 @@ class EncodeSettings:
     fps: float = 1.0  # frames per second sampled for the encoder (paper: 1)
     max_segment_s: float = 60.0  # longer scenes are split into equal parts no longer than this
     batch_size: int = 16  # frames per encoder batch
-    backend: str = "auto"  # decoder: auto, opencv, pyav, decord
+    backend: str = "auto"  # decoder: auto, sparse, opencv, pyav, decord
     verify: bool = False  # unchanged means the same whole-file hash, not size + mtime / sampled hash
     overlap: bool = True  # encode on a second thread while the next frames decode (same result either way)
     # a 1-FPS frame whose 64-px grey thumbnail differs from the last encoded one by less than this (mean abs,

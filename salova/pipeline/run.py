@@ -30,7 +30,7 @@ class IndexOptions:
     fps: float = 1.0  # frames per second sampled for the encoder (paper: 1)
     batch_size: int = 16  # frames per encoder batch
     device: str = "auto"
-    backend: str = "auto"  # decoder: auto, opencv, pyav, decord
+    backend: str = "auto"  # decoder: auto, sparse, opencv, pyav, decord
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
     shard_from_env: bool = True  # take (RANK, WORLD_SIZE) from a launcher when shard is None
     prune: bool = False  # drop index entries whose file no longer exists

@@ -1,15 +1,18 @@
 """Open a video file once and stream its frames, whatever decoder is behind it.
 
 ``probe_video`` checks a file with PyAV and turns every way a user's file can be unusable into one
-:class:`~salova.errors.VideoOpenError` line. ``open_frames`` then opens a decoding backend that
-yields ``(time_s, image)`` pairs one frame at a time (constant memory in video length):
+:class:`~salova.errors.VideoOpenError` line. ``backends.open_frames`` then opens a decoding backend that
+yields ``(time_s, image)`` pairs one frame at a time (constant memory in video length); the source turns an
+image into the scene detector's input (``small_bgr``) and, for sampled frames, full RGB (``sample_rgb``):
 
+- ``"sparse"`` (``sparse.py``): PyAV decoding; the detector's downscaled frame is converted from the pixels
+  the downscale reads only, to the bit what the CLI computes. 8-bit 4:2:0 video only.
 - ``"opencv"``: ``cv2.VideoCapture``, the decoder the ``scenedetect`` CLI uses by default. Its
   frames, timestamps and frame rate are the CLI's bit for bit, so scene cuts agree exactly.
 - ``"decord"``: decord's sequential reader. Same pixels as OpenCV for 8-bit 4:2:0 video in our
   checks, but not for 10-bit video, and no faster than OpenCV here; never auto-selected.
-- ``"pyav"``: PyAV; the most informative errors, about 1.4x slower than OpenCV on 720p H.264.
-- ``"auto"``: OpenCV, falling back to PyAV when OpenCV cannot open or decode the file.
+- ``"pyav"``: PyAV converting whole frames; the most informative errors.
+- ``"auto"``: sparse, then OpenCV (other pixel formats, or a file sparse refuses), then PyAV.
 
 Damaged files: ``"opencv"`` stops at the first region it cannot read; when that is short of the
 container's duration the source continues with PyAV from the last good frame (``resync.py``), skipping

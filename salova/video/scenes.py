@@ -129,10 +129,12 @@ class VideoScanner:
     orientation (the file's rotation applied).
 
     Cuts equal ``scenedetect -i FILE detect-adaptive`` (default OpenCV backend) to the frame with
-    ``backend="auto"`` or ``"opencv"``: the frames are decoded by the same OpenCV/FFmpeg build,
-    downscaled by ``compute_downscale_factor`` with bilinear interpolation, and fed in BGR order
-    with the same timecodes. ``"pyav"`` and ``"decord"`` give the same pixels for ordinary 8-bit
-    video but can differ slightly (10-bit video), which can move a borderline cut.
+    ``backend="auto"``, ``"sparse"`` or ``"opencv"``: the detector gets the CLI's pixels (BGR,
+    downscaled by ``compute_downscale_factor`` with bilinear interpolation; ``"sparse"`` converts only
+    the pixels that downscale reads, see ``salova.video.sparse``) with the same timecodes. ``"auto"``
+    takes ``"sparse"`` for 8-bit 4:2:0 video and OpenCV for the rest. ``"pyav"`` and ``"decord"``
+    give the same pixels for ordinary 8-bit video but can differ slightly (10-bit video), which can
+    move a borderline cut.
 
     Corrupt data in the middle is skipped to the next keyframe (``result.gaps``, one line in
     ``result.warnings``); a decode error the source cannot skip keeps what was decoded and adds a line to

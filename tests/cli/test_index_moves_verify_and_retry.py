@@ -78,11 +78,11 @@ def test_failed_files_are_not_decoded_again_unless_retry_failed(capsys, tmp_path
     common = _common(tmp_path, clip_dir)
     first = cli(capsys, "index", bad, *common)
     assert first.code == 1 and first.json()["failed"] == 1
-    from salova.video import decode
+    from salova.video import backends
 
     opened = []
-    real = decode.probe_video
-    monkeypatch.setattr(decode, "probe_video", lambda p: opened.append(p) or real(p))
+    real = backends.probe_video
+    monkeypatch.setattr(backends, "probe_video", lambda p: opened.append(p) or real(p))
     again = cli(capsys, "index", bad, *common)
     summary = again.json()
     assert again.code == 1 and summary["failed"] == 1 and summary["not_retried"] == 1
