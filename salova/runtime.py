@@ -132,5 +132,5 @@ def load_models(
         if note is not None:
             note(f"encoder: {encoder} ({why})")
     enc = VisionTextEncoder.from_pretrained(local_or_id(encoder), device=dev)
-    enc.try_bf16_frames()
+    enc.try_low_precision_frames()
     return Models(enc, None, None, dev, spelled=str(encoder))

@@ -19,7 +19,8 @@ def index(
                                        "checkpoint's, else openai/clip-vit-large-patch14-336)."),
     max_segment: float = typer.Option(60.0, "--max-segment", help="Split scenes longer than this (seconds)."),
     fps: float = typer.Option(1.0, "--fps", help="Frames per second sampled for the encoder."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Frames per encoder batch."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Frames per encoder batch (default: 16 on a CPU, 64 on a GPU)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     backend: str = typer.Option("auto", "--backend", help="Decoder: auto, sparse, opencv, pyav or decord."),
     shard: str | None = typer.Option(None, "--shard", help="I/N: index every N-th file into shard I "

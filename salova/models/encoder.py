@@ -129,8 +129,9 @@ class VisionTextEncoder(nn.Module):
         self.native_text_len: int = native_text_len or model.config.text_config.max_position_embeddings
         self.extend_text_positions(ROUTER_TEXT_TOKENS[self.model_type])
         self.max_text_len: int = model.config.text_config.max_position_embeddings  # router text length
-        # frames run under bf16 autocast (CPU): weights stay float32, so the fingerprint does not change
-        self.bf16_frames = False
+        # frames run under this autocast dtype (None: the weights' dtype); weights stay float32, so the
+        # fingerprint does not change. Set by try_low_precision_frames after a cosine check.
+        self.frames_autocast: torch.dtype | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -207,7 +208,11 @@ class VisionTextEncoder(nn.Module):
             x = torch.from_numpy(np.stack([self._resize_uint8(f) for f in frames]))  # [b, s, s, 3] uint8
             x = x.permute(0, 3, 1, 2).float().div_(255.0)  # [b, 3, s, s]
         else:
-            x = self._resize_float(torch.as_tensor(frames).to(self.device))
+            x = torch.as_tensor(frames)
+            if self.device.type == "cuda" and x.device.type == "cpu":
+                # page-locked staging: the copy runs as DMA, overlapping what the host does next
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            x = self._resize_float(x.to(self.device))
         mean = torch.tensor(self.preprocess.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.preprocess.std, device=x.device).view(1, 3, 1, 1)
         return ((x.clamp_(0, 1) - mean) / std).to(self.dtype)
@@ -253,7 +258,8 @@ class VisionTextEncoder(nn.Module):
 
     def _encode_frames(self, frames: np.ndarray | torch.Tensor) -> FrameFeatures:
         pixels = self.pixel_values(frames)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16_frames):
+        low = self.frames_autocast
+        with torch.autocast(self.device.type, dtype=low or torch.bfloat16, enabled=low is not None):
             out = self.model.vision_model(pixel_values=pixels, output_hidden_states=True)
         hidden = out.hidden_states[-2]  # [b, (1 +) g*g, d]
         if self.model_type == "clip":
@@ -274,22 +280,46 @@ class VisionTextEncoder(nn.Module):
         pooled = grid.flatten(2).transpose(1, 2)  # [b, p, d]
         return FrameFeatures(patches=pooled, cls=cls_tok, joint=F.normalize(joint.float(), dim=-1))
 
-    def try_bf16_frames(self, min_cosine: float = 0.999) -> bool:
-        """Encode frames under bf16 autocast when this CPU has bf16 kernels and the joint embedding of a test
-        image stays within ``min_cosine`` of float32's (measured here, with these weights). Returns whether it does."""
-        if self.device.type != "cpu" or self.dtype != torch.float32 or not _cpu_bf16():
-            return False
+    @property
+    def bf16_frames(self) -> bool:
+        """Frames run under bf16 autocast."""
+        return self.frames_autocast == torch.bfloat16
+
+    @bf16_frames.setter
+    def bf16_frames(self, on: bool) -> None:
+        self.frames_autocast = torch.bfloat16 if on else None
+
+    def try_low_precision_frames(self, min_cosine: float = 0.999) -> torch.dtype | None:
+        """Encode frames under half-precision autocast when the device has fast kernels for it and the joint
+        embedding of a test image stays within ``min_cosine`` of float32's (measured here, with these weights).
+
+        CPU: bf16 where the CPU has native bf16 kernels (without them bf16 is slower than float32). CUDA: bf16
+        where the GPU supports it, else fp16 (SDPA then runs its flash kernels). Returns the dtype chosen, or
+        None (float32).
+        """
+        self.frames_autocast = None
+        if self.dtype != torch.float32:
+            return None
+        if self.device.type == "cpu":
+            candidate = torch.bfloat16 if _cpu_bf16() else None
+        elif self.device.type == "cuda":
+            candidate = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            candidate = None
+        if candidate is None:
+            return None
         rng = np.random.default_rng(0)
         size = self.preprocess.size
         frame = np.repeat(np.repeat(rng.integers(0, 256, (2, size // 8, size // 8, 3), np.uint8), 8, 1), 8, 2)
         with torch.inference_mode():
             ref = self._encode_frames(frame).joint
-            self.bf16_frames = True
+            self.frames_autocast = candidate
             low = self._encode_frames(frame).joint
         cosine = float((ref * low).sum(-1).min())
-        self.bf16_frames = cosine >= min_cosine
-        logger.info("bf16 frames: cosine %.5f vs float32 -> %s", cosine, "on" if self.bf16_frames else "off")
-        return self.bf16_frames
+        self.frames_autocast = candidate if cosine >= min_cosine else None
+        logger.info("%s frames: cosine %.5f vs float32 -> %s", str(candidate).removeprefix("torch."), cosine,
+                    "on" if self.frames_autocast else "off")
+        return self.frames_autocast
 
     # ------------------------------------------------------------------ text
     def extend_text_positions(self, length: int) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from salova.defaults import ENCODE_BATCH
 from salova.errors import SalovaError, VideoOpenError
 from salova.models.zero_shot import segment_embedding
 from salova.pipeline.buffers import FrameBuffer, LatentSpill
@@ -38,7 +39,7 @@ class EncodeSettings:
 
     fps: float = 1.0  # frames per second sampled for the encoder (paper: 1)
     max_segment_s: float = 60.0  # longer scenes are split into equal parts no longer than this
-    batch_size: int = 16  # frames per encoder batch
+    batch_size: int | None = None  # frames per encoder batch (None: by device, ENCODE_BATCH)
     backend: str = "auto"  # decoder: auto, sparse, opencv, pyav, decord
     verify: bool = False  # unchanged means the same whole-file hash, not size + mtime / sampled hash
     overlap: bool = True  # encode on a second thread while the next frames decode (same result either way)
@@ -56,6 +57,7 @@ class Indexer:
         self.settings = settings
         self.shard = shard  # "i/N" recorded in videos.shard
         self.frames_reused = 0  # 1-FPS frames that took a near-identical earlier frame's features
+        self.batch_size = settings.batch_size or ENCODE_BATCH.get(models.device.type, ENCODE_BATCH["cpu"])
         fp = models.fingerprint()
         self.settings_json = settings_json(settings.fps, settings.max_segment_s, fp.encoder, fp.digest)
 
@@ -157,7 +159,7 @@ class Indexer:
             for event in scanner:
                 if isinstance(event, SampledFrame):
                     pending.append(event)
-                    if len(pending) >= settings.batch_size:
+                    if len(pending) >= self.batch_size:
                         submit(("frames", pending))
                         pending = []
                 elif isinstance(event, SceneCut):

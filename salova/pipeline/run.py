@@ -28,7 +28,7 @@ class IndexOptions:
     encoder: str | None = None  # CLIP/SigLIP hub id or dir (default: the checkpoint's, or CLIP-L/14-336)
     max_segment_s: float = 60.0  # longer scenes are split into equal parts no longer than this
     fps: float = 1.0  # frames per second sampled for the encoder (paper: 1)
-    batch_size: int = 16  # frames per encoder batch
+    batch_size: int | None = None  # frames per encoder batch (None: by device, ENCODE_BATCH)
     device: str = "auto"
     backend: str = "auto"  # decoder: auto, sparse, opencv, pyav, decord
     shard: tuple[int, int] | None = None  # (i, n): index every n-th file starting at i into its own shard
@@ -53,7 +53,7 @@ class IndexOptions:
             problems.append(("max_segment_s", f"must be > 0 seconds, got {self.max_segment_s}"))
         if not 0 < self.fps <= 30:
             problems.append(("fps", f"must be in (0, 30], got {self.fps}"))
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             problems.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
         if self.latent_dtype not in (None, "fp16", "int8"):
             problems.append(("latent_dtype", f"must be fp16 or int8, got {self.latent_dtype!r}"))

@@ -20,17 +20,17 @@ def test_bf16_frames_stay_within_the_cosine_bound_and_keep_the_fingerprint(clip_
     before = enc.fingerprint()
     with torch.inference_mode():
         ref = enc.encode_frames(_frames()).joint
-    on = enc.try_bf16_frames(min_cosine=0.999)
+    on = enc.try_low_precision_frames(min_cosine=0.999)
     assert enc.fingerprint() == before
     with torch.inference_mode():
         low = enc.encode_frames(_frames())
     assert low.joint.dtype == torch.float32 and low.patches.dtype == torch.float32
     if on:
         assert float((ref * low.joint).sum(-1).min()) >= 0.99
-    assert not enc.try_bf16_frames(min_cosine=1.0 + 1e-6) and not enc.bf16_frames  # an unreachable bound: off
+    assert not enc.try_low_precision_frames(min_cosine=1.0 + 1e-6) and not enc.bf16_frames  # an unreachable bound: off
 
 
 def test_no_bf16_kernels_means_float32(clip_dir, monkeypatch):
     monkeypatch.setattr(encoder_module, "_cpu_bf16", lambda: False)
     enc = VisionTextEncoder.from_pretrained(clip_dir)
-    assert not enc.try_bf16_frames() and not enc.bf16_frames
+    assert not enc.try_low_precision_frames() and not enc.bf16_frames

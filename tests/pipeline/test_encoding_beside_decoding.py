@@ -73,3 +73,14 @@ def test_static_scenes_reuse_features_and_keep_their_frames(models, tmp_path):
     assert [len(s.frame_times) for s in plain] == [len(s.frame_times) for s in dedup]  # every frame still stored
     for a, b in zip(plain, dedup, strict=True):
         np.testing.assert_allclose(a.joint, b.joint, atol=2e-3)
+
+
+def test_batch_size_follows_the_device_unless_asked(models):
+    import dataclasses
+
+    import torch
+
+    assert Indexer(models, store=None, settings=EncodeSettings()).batch_size == 16
+    on_gpu = dataclasses.replace(models, device=torch.device("cuda"))  # batching is decided by the device alone
+    assert Indexer(on_gpu, store=None, settings=EncodeSettings()).batch_size == 64
+    assert Indexer(on_gpu, store=None, settings=EncodeSettings(batch_size=5)).batch_size == 5
