@@ -40,13 +40,18 @@ from salova.video.decode import PyAVSource
 SPARSE_FORMATS = ("yuv420p", "yuvj420p")
 
 
+def _positions(n_src: int, n_dst: int) -> np.ndarray:
+    """OpenCV's bilinear source position of each output index: ``(d + 0.5) * n_src / n_dst - 0.5`` [n_dst]."""
+    return (np.arange(n_dst, dtype=np.float64) + 0.5) * (n_src / n_dst) - 0.5
+
+
 def bilinear_taps(n_src: int, n_dst: int) -> np.ndarray:
     """Source indices ``cv2.resize(..., INTER_LINEAR)`` reads along one axis of ``n_src`` -> ``n_dst`` (sorted).
 
-    OpenCV's bilinear position of output ``d`` is ``(d + 0.5) * n_src / n_dst - 0.5``: the floor and, unless the
-    position is a whole number (weight 0), the next index, both clamped to the image.
+    Per output position: the floor and, unless the position is a whole number (weight 0), the next index, both
+    clamped to the image.
     """
-    pos = (np.arange(n_dst, dtype=np.float64) + 0.5) * (n_src / n_dst) - 0.5
+    pos = _positions(n_src, n_dst)
     left = np.floor(pos).astype(np.int64)
     taps = [left, left[pos > left] + 1]
     return np.unique(np.clip(np.concatenate(taps), 0, n_src - 1))
@@ -72,7 +77,8 @@ class SparsePlan:
         dw, dh = self.display_size
         sw, sh = small_size
         self.rows, self.cols = bilinear_taps(dh, sh), bilinear_taps(dw, sw)
-        self.direct = len(self.rows) == sh and len(self.cols) == sw
+        # every output position a whole number: each small pixel is one read pixel, unweighted
+        self.direct = all(np.array_equal(p, np.floor(p)) for p in (_positions(dh, sh), _positions(dw, sw)))
         # The coded (y, x) of every display pixel read: rotate an index image as the frames are rotated.
         coded = np.rot90(np.arange(ch * cw, dtype=np.int64).reshape(ch, cw), k=self.rotate_k)
         self._coded_y, self._coded_x = np.divmod(coded[np.ix_(self.rows, self.cols)], cw)  # [R, C] each
