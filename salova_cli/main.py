@@ -59,13 +59,16 @@ def _setup_logging(verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("salova: %(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
-    try:  # transformers' own progress bars and warnings are noise on the command line
+    # transformers' own progress bars and warnings are noise on the command line. Read from the environment when
+    # transformers is imported, so a command that never loads a model never imports it (0.5 s); a library caller
+    # that imported it already gets the same settings directly.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def _register() -> None:
