@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from salova.errors import SalovaError, UsageError, option_problem
-from salova.eval.library import VideoFolder, index_videos
+from salova.errors import SalovaError, option_problem
+from salova.eval.library import check_run_options, index_videos, locate_videos
 from salova.eval.metrics import RECALL_RANKS, grounding_metrics, grounding_query_metrics
 from salova.eval.records import ResultLog, format_table
 from salova.retrieval.session import Session
@@ -84,18 +84,10 @@ class GroundingTask:
 
 def load_grounding(annotations: str | Path, videos: str | Path, *, fmt: str = "auto", limit: int | None = None,
                    predictions: Path | None = None, resume: bool = False) -> GroundingTask:
-    if limit is not None and limit < 1:
-        raise option_problem("limit", f"must be >= 1, got {limit}")
-    if resume and predictions is None:
-        raise option_problem("resume", "needs the per-query file to resume from (--predictions FILE.jsonl)")
+    check_run_options(limit, resume, predictions, "per-query file")
     fmt, queries = read_annotations(annotations, fmt)
     queries = queries[:limit] if limit else queries
-    folder = VideoFolder(videos)
-    paths = {q.video: folder.find(q.video) for q in queries}
-    missing = sorted(v for v, p in paths.items() if p is None)
-    if len(missing) == len(paths):
-        raise UsageError(f"none of the annotated videos is in {videos} (e.g. {missing[0]!r})")
-    return GroundingTask(fmt, queries, paths)
+    return GroundingTask(fmt, queries, locate_videos([q.video for q in queries], videos, "the annotated videos"))
 
 
 def run_grounding(session: Session, task: GroundingTask, *, predictions: Path | None = None, resume: bool = False,

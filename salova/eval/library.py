@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from salova.errors import option_problem
+from salova.errors import UsageError, option_problem
 from salova.pipeline.files import discover
 from salova.pipeline.run import IndexOptions, run_index
 from salova.retrieval.session import Session
@@ -30,6 +30,24 @@ class VideoFolder:
             return direct.resolve()
         name = Path(video_id).name
         return self._by_name.get(name) or self._by_name.get(Path(name).stem)
+
+
+def check_run_options(limit: int | None, resume: bool, predictions: Path | None, what: str) -> None:
+    """``--limit`` and ``--resume`` of a benchmark run; ``what``: the per-item file's name in the message."""
+    if limit is not None and limit < 1:
+        raise option_problem("limit", f"must be >= 1, got {limit}")
+    if resume and predictions is None:
+        raise option_problem("resume", f"needs the {what} to resume from (--predictions FILE.jsonl)")
+
+
+def locate_videos(ids: list[str], videos: str | Path, noun: str) -> dict[str, Path | None]:
+    """Video id -> its file under ``videos`` (None: not there); a usage error when none of them is there."""
+    folder = VideoFolder(videos)
+    paths = {v: folder.find(v) for v in ids}
+    missing = sorted(v for v, p in paths.items() if p is None)
+    if len(missing) == len(paths):
+        raise UsageError(f"none of {noun} is in {videos} (e.g. {missing[0]!r})")
+    return paths
 
 
 def index_videos(session: Session, paths: list[Path], progress: bool) -> dict[str, str]:

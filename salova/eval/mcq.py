@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from salova.errors import SalovaError, UsageError, option_problem
-from salova.eval.library import VideoFolder, index_videos
+from salova.errors import SalovaError, option_problem
+from salova.eval.library import check_run_options, index_videos, locate_videos
 from salova.eval.metrics import LETTERS, accuracy_by, extract_choice, option_text
 from salova.eval.records import ResultLog, format_table
 from salova.retrieval.session import Session
@@ -182,18 +182,10 @@ class McqTask:
 
 def load_mcq(annotations: str | Path, videos: str | Path, *, fmt: str = "auto", limit: int | None = None,
              predictions: Path | None = None, resume: bool = False) -> McqTask:
-    if limit is not None and limit < 1:
-        raise option_problem("limit", f"must be >= 1, got {limit}")
-    if resume and predictions is None:
-        raise option_problem("resume", "needs the predictions file to resume from (--predictions FILE.jsonl)")
+    check_run_options(limit, resume, predictions, "predictions file")
     fmt, items = read_mcq(annotations, fmt)
     items = items[:limit] if limit else items
-    folder = VideoFolder(videos)
-    paths = {it.video: folder.find(it.video) for it in items}
-    missing = sorted(v for v, p in paths.items() if p is None)
-    if len(missing) == len(paths):
-        raise UsageError(f"none of the benchmark's videos is in {videos} (e.g. {missing[0]!r})")
-    return McqTask(fmt, items, paths)
+    return McqTask(fmt, items, locate_videos([it.video for it in items], videos, "the benchmark's videos"))
 
 
 def run_mcq(session: Session, task: McqTask, *, predictions: Path | None = None, resume: bool = False,

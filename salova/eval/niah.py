@@ -20,6 +20,7 @@ from salova.errors import UsageError, option_problem
 from salova.eval.haystack import Needle, SyntheticHaystack, VideoHaystack, write_cell
 from salova.eval.metrics import exact_match, hit_at_k
 from salova.eval.records import ResultLog, check_settings, format_table, write_json
+from salova.retrieval.render import save_png
 from salova.retrieval.session import Session
 
 # Grid presets: (lengths in 1-FPS frames, depths). "longva" is LongVA's V-NIAH grid; the others fit a CPU.
@@ -198,12 +199,4 @@ def plot_heatmap(summary: dict, out: Path) -> Path:
     m = summary["metrics"]
     ax.set_title(f"V-NIAH hit@1 {m['hit@1']:.3f} ({summary['mode']}: {Path(summary['model']).name})", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format="png")
-    except OSError as exc:
-        raise option_problem("plot", f"{out}: cannot write ({exc.strerror})") from None
-    finally:
-        plt.close(fig)
-    return out
+    return save_png(fig, out)

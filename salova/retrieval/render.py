@@ -40,8 +40,17 @@ def plot_relevance(result: AskResult, out: Path) -> Path:
     ax.set_title(f"{Path(result.video).name}: {result.question}"[:100], fontsize=9)
     if result.segments:
         ax.set_xlim(0, result.segments[-1][1])
+    return save_png(fig, out)
+
+
+def save_png(fig, out: Path) -> Path:
+    """Lay out, write ``fig`` to ``out`` as PNG (its folder made if needed) and close it; a ``--plot`` usage
+    error when the file cannot be written."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, format="png")
     except OSError as exc:
         raise option_problem("plot", f"{out}: cannot write ({exc.strerror})") from None

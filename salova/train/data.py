@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from salova.errors import SalovaError, TrainingDataError
 from salova.train.records import (
+    FirstExchange,
     ReadReport,
     RouterQuery,
     Sample,
@@ -139,7 +140,7 @@ def detected_segments(video: SampledVideo, max_segment_s: float) -> list[np.ndar
 
 # ---------------------------------------------------------------------------------------- dataset
 @dataclass
-class Example:
+class Example(FirstExchange):
     """A decoded training sample, what the training forward consumes."""
 
     id: str
@@ -149,14 +150,6 @@ class Example:
     frames: torch.Tensor | None  # [f, h, w, 3] uint8; None when the features are cached
     segment_of_frame: torch.Tensor | None  # [f] long, segment index of each frame (non-decreasing)
     num_segments: int
-
-    @property
-    def question(self) -> str:
-        return self.pairs[0][0]
-
-    @property
-    def answer(self) -> str:
-        return self.pairs[0][1]
 
 
 @dataclass

@@ -63,15 +63,10 @@ class RouterQuery:
     scene: int | None = None  # the scene this text describes (without scores: the one positive)
 
 
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    media: Path  # absolute path of the video or image
-    kind: str  # "video" or "image"
-    pairs: tuple[tuple[str, str], ...]  # (question, answer) exchanges; <image>/<video> tokens removed
-    scenes: tuple[Scene, ...] | None  # None: segment the video like `salova index`
-    where: str  # "file:line" for messages
-    queries: tuple[RouterQuery, ...] = ()  # SceneWalk descriptions, one per scene; (): one question
+class FirstExchange:
+    """``question`` and ``answer``: the first of a record's ``pairs`` (what one-question code reads)."""
+
+    pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]
 
     @property
     def question(self) -> str:
@@ -80,6 +75,17 @@ class Sample:
     @property
     def answer(self) -> str:
         return self.pairs[0][1]
+
+
+@dataclass(frozen=True)
+class Sample(FirstExchange):
+    id: str
+    media: Path  # absolute path of the video or image
+    kind: str  # "video" or "image"
+    pairs: tuple[tuple[str, str], ...]  # (question, answer) exchanges; <image>/<video> tokens removed
+    scenes: tuple[Scene, ...] | None  # None: segment the video like `salova index`
+    where: str  # "file:line" for messages
+    queries: tuple[RouterQuery, ...] = ()  # SceneWalk descriptions, one per scene; (): one question
 
 
 @dataclass
